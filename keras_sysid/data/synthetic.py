@@ -1,0 +1,309 @@
+"""Synthetic populations with known cells and known receptive-field locations.
+
+Two ground truths, both seeded and both readable with a linear-nonlinear
+output stage ``rate = softplus(gain * z + offset)`` where ``z`` is a
+standardised drive:
+
+- ``"dog"`` (Klindt et al. 2017, Fig. 4): centre-surround difference-of-
+  Gaussians cells of ``n_types`` sizes, optional within-type size jitter, each
+  at a random location. A linear filter per neuron, so a one-layer core with
+  one kernel per type can represent it exactly (up to the jitter).
+- ``"cnn"``: a fixed random two-layer CNN. Layer 1: ``2 * n_types`` smooth
+  random 9x9 filters, full-wave rectified; layer 2: a positive random 1x1
+  mixture into ``n_types`` feature maps. Each neuron reads one type at one
+  location. The response is even in the image (``r(x) == r(-x)``), so its
+  spike-triggered average is zero and no linear-nonlinear model can fit it.
+
+Noise is Poisson-like, ``y + N(0, sqrt|y|)``; noise-free rates are kept for
+scoring. Images are white noise, ``N(0, 1)`` per pixel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+GROUND_TRUTHS = ("dog", "cnn")
+_DOG_FOOTPRINT = 13  # pixels; a 13x13 first-layer kernel can represent a cell exactly
+_CNN_FILTER_SIZE = 9
+_CHUNK = 512  # images per block when filtering, to bound memory
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split of a synthetic data set.
+
+    Attributes:
+        images: ``(n, H, W, 1)`` float32 white-noise images.
+        responses: ``(n, N)`` float32 noisy responses (what a model is fitted to).
+        clean_responses: ``(n, N)`` float32 noise-free rates (what it is scored on).
+    """
+
+    images: np.ndarray
+    responses: np.ndarray
+    clean_responses: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearNonlinearStage:
+    """``rate = softplus(gain * (drive - drive_mean) / drive_std + offset)``."""
+
+    gain: float
+    offset: float
+    drive_mean: np.ndarray  # (N,)
+    drive_std: np.ndarray  # (N,)
+
+    def __call__(self, drive: np.ndarray) -> np.ndarray:
+        z = (drive - self.drive_mean) / self.drive_std
+        return np.logaddexp(0.0, self.gain * z + self.offset)
+
+
+@dataclasses.dataclass(frozen=True)
+class DoGGroundTruth:
+    """Centre-surround cells: one unit-norm linear filter per neuron.
+
+    Attributes:
+        filters: ``(N, H, W)`` each neuron's full-image filter (zero outside
+            its 13x13 footprint).
+        output: The output stage mapping drives to rates.
+    """
+
+    filters: np.ndarray
+    output: LinearNonlinearStage
+
+    def drive(self, images: np.ndarray) -> np.ndarray:
+        """``(n, H, W, 1)`` images -> ``(n, N)`` linear drives."""
+        flat_images = images.reshape(len(images), -1)
+        return flat_images @ self.filters.reshape(len(self.filters), -1).T
+
+    def respond(self, images: np.ndarray) -> np.ndarray:
+        """``(n, H, W, 1)`` images -> ``(n, N)`` noise-free rates."""
+        return self.output(self.drive(images)).astype("float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNGroundTruth:
+    """A fixed random two-layer CNN read at one location per neuron.
+
+    Attributes:
+        layer1: ``(9, 9, 2K)`` smooth random filters ("valid" convolution).
+        mixing: ``(2K, K)`` non-negative mixture of rectified layer-1 maps.
+        locations: ``(N, 2)`` integer (row, col) pixel of each neuron.
+        types: ``(N,)`` the feature map each neuron reads.
+        output: The output stage mapping drives to rates.
+    """
+
+    layer1: np.ndarray
+    mixing: np.ndarray
+    locations: np.ndarray
+    types: np.ndarray
+    output: LinearNonlinearStage
+
+    def feature_maps(self, images: np.ndarray) -> np.ndarray:
+        """``(n, H, W, 1)`` -> ``(n, H - 8, W - 8, K)`` the CNN's feature maps."""
+        size = self.layer1.shape[0]
+        kernel = self.layer1.reshape(size * size, -1)
+        blocks = []
+        for start in range(0, len(images), _CHUNK):
+            chunk = images[start : start + _CHUNK, :, :, 0].astype("float32")
+            windows = np.lib.stride_tricks.sliding_window_view(chunk, (size, size), axis=(1, 2))
+            n, rows, cols = windows.shape[:3]
+            layer1 = np.abs(windows.reshape(n * rows * cols, size * size) @ kernel)
+            blocks.append((layer1 @ self.mixing).reshape(n, rows, cols, -1))
+        return np.concatenate(blocks)
+
+    def drive(self, images: np.ndarray) -> np.ndarray:
+        """``(n, H, W, 1)`` images -> ``(n, N)`` drives before the output stage."""
+        maps = self.feature_maps(images)
+        margin = self.layer1.shape[0] // 2
+        return maps[:, self.locations[:, 0] - margin, self.locations[:, 1] - margin, self.types]
+
+    def respond(self, images: np.ndarray) -> np.ndarray:
+        """``(n, H, W, 1)`` images -> ``(n, N)`` noise-free rates."""
+        return self.output(self.drive(images)).astype("float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticPopulation:
+    """A synthetic population and its data, with the truth kept for scoring.
+
+    Attributes:
+        ground_truth: ``"dog"`` or ``"cnn"``.
+        model: The generating model (:class:`DoGGroundTruth` or
+            :class:`CNNGroundTruth`); ``model.respond(images)`` simulates.
+        locations: ``(N, 2)`` true RF centres, (row, col) in pixels.
+        types: ``(N,)`` true cell type of each neuron.
+        train, validation, test: :class:`Split` s.
+    """
+
+    ground_truth: str
+    model: DoGGroundTruth | CNNGroundTruth
+    locations: np.ndarray
+    types: np.ndarray
+    train: Split
+    validation: Split
+    test: Split
+
+    @property
+    def n_neurons(self) -> int:
+        return len(self.locations)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    def dataset(self, split: str = "train", batch_size: int = 64, shuffle: bool | None = None, seed: int = 0, clean: bool = False):
+        """A ``tf.data.Dataset`` of ``(images, responses)`` batches of one split.
+
+        Args:
+            split: ``"train"``, ``"validation"`` or ``"test"``.
+            batch_size: Images per batch.
+            shuffle: Reshuffle each epoch (default: only for ``"train"``).
+            seed: Shuffle seed.
+            clean: Yield noise-free rates instead of noisy responses.
+        """
+        from keras_sysid.data.pipeline import make_dataset
+
+        if split not in ("train", "validation", "test"):
+            raise ValueError(f"Unknown split {split!r}; choose 'train', 'validation' or 'test'.")
+        part = getattr(self, split)
+        return make_dataset(
+            part.images,
+            part.clean_responses if clean else part.responses,
+            batch_size=batch_size,
+            shuffle=(split == "train") if shuffle is None else shuffle,
+            seed=seed,
+        )
+
+
+def _gaussian(radius: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    g = np.exp(-0.5 * (radius / sigma) ** 2)
+    return g / g.sum(axis=(-2, -1), keepdims=True)
+
+
+def _dog_filters(locations, types, image_size, n_types, jitter, rng) -> np.ndarray:
+    n = len(locations)
+    # Type k: centre sigma from 0.8 to 1.6 px, surround twice as wide at 0.8 of its weight.
+    centre_sigma = np.linspace(0.8, 1.6, n_types)[types]
+    scale = 1.0 + jitter * rng.standard_normal((n, 2))
+    centre = (centre_sigma * np.clip(scale[:, 0], 0.5, 1.5))[:, None, None]
+    surround = (2.0 * centre_sigma * np.clip(scale[:, 1], 0.5, 1.5))[:, None, None]
+    half = _DOG_FOOTPRINT // 2
+    offsets = np.arange(-half, half + 1)
+    radius = np.hypot(offsets[:, None], offsets[None, :])[None]
+    kernels = _gaussian(radius, centre) - 0.8 * _gaussian(radius, surround)
+    kernels /= np.linalg.norm(kernels, axis=(1, 2), keepdims=True)
+    filters = np.zeros((n, image_size, image_size), dtype="float32")
+    for index, (row, col) in enumerate(locations):
+        filters[index, row - half : row + half + 1, col - half : col + half + 1] = kernels[index]
+    return filters
+
+
+def _smooth_random_filters(n_filters: int, rng) -> np.ndarray:
+    """``(9, 9, n_filters)`` zero-mean, unit-norm, spatially smooth random filters."""
+    size = _CNN_FILTER_SIZE
+    offsets = np.arange(size) - size // 2
+    blur = np.exp(-0.5 * (offsets / 1.0) ** 2)
+    envelope = np.exp(-0.5 * (np.hypot(offsets[:, None], offsets[None, :]) / 2.0) ** 2)
+    noise = rng.standard_normal((n_filters, size + 8, size + 8))
+    # Separable Gaussian blur, then crop, window, centre and normalise.
+    smooth = np.apply_along_axis(lambda v: np.convolve(v, blur, mode="same"), 1, noise)
+    smooth = np.apply_along_axis(lambda v: np.convolve(v, blur, mode="same"), 2, smooth)[:, 4:-4, 4:-4]
+    filters = smooth * envelope
+    filters -= filters.mean(axis=(1, 2), keepdims=True)
+    filters /= np.linalg.norm(filters, axis=(1, 2), keepdims=True)
+    return np.moveaxis(filters, 0, -1).astype("float32")
+
+
+def _offset_for_mean_rate(gain: float, mean_rate: float) -> float:
+    """The offset with ``E[softplus(gain * z + offset)] = mean_rate`` for ``z ~ N(0, 1)``."""
+    z = np.random.default_rng(12345).standard_normal(200_000)
+    low, high = -20.0, 20.0 + mean_rate
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        if np.logaddexp(0.0, gain * z + middle).mean() < mean_rate:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def make_population(
+    ground_truth: str = "dog",
+    n_neurons: int = 1000,
+    n_types: int = 2,
+    image_size: int = 48,
+    n_train: int = 8192,
+    n_validation: int = 1024,
+    n_test: int = 2048,
+    jitter: float = 0.05,
+    mean_rate: float = 1.0,
+    gain: float = 1.5,
+    margin: int = 6,
+    seed: int = 0,
+) -> SyntheticPopulation:
+    """Simulates a population and its responses to white-noise images.
+
+    Args:
+        ground_truth: ``"dog"`` (linear centre-surround cells) or ``"cnn"``
+            (a fixed random nonlinear CNN).
+        n_neurons: Number of neurons ``N``.
+        n_types: Number of cell types ``K``; neurons are split evenly.
+        image_size: Images are ``image_size x image_size``.
+        n_train, n_validation, n_test: Images per split.
+        jitter: DoG only: relative s.d. of each cell's centre and surround size
+            around its type's (0.05 in the paper's Fig. 4).
+        mean_rate: Mean noise-free rate over neurons and images.
+        gain: Slope of the output softplus on the standardised drive; larger is
+            more rectified, sparser.
+        margin: RF centres keep this many pixels from the border, so that the
+            paper's 13x13 "valid" core (margin 6) can place a readout on every cell.
+        seed: Seeds everything.
+
+    Returns:
+        A :class:`SyntheticPopulation`.
+    """
+    if ground_truth not in GROUND_TRUTHS:
+        raise ValueError(f"Unknown ground truth {ground_truth!r}; choose one of {GROUND_TRUTHS}.")
+    for name, value, least in (("n_neurons", n_neurons, 1), ("n_types", n_types, 1), ("n_train", n_train, 1),
+                               ("n_validation", n_validation, 1), ("n_test", n_test, 1)):
+        if int(value) < least:
+            raise ValueError(f"{name} must be >= {least}; got {value}.")
+    least_margin = max(_DOG_FOOTPRINT // 2 if ground_truth == "dog" else _CNN_FILTER_SIZE // 2, 0)
+    if margin < least_margin:
+        raise ValueError(f"margin must be >= {least_margin} for the {ground_truth!r} ground truth; got {margin}.")
+    if image_size - 2 * margin < 1:
+        raise ValueError(f"image_size {image_size} leaves no room for RF centres with margin {margin}.")
+    if mean_rate <= 0 or gain <= 0 or jitter < 0:
+        raise ValueError(f"mean_rate and gain must be > 0 and jitter >= 0; got {mean_rate}, {gain}, {jitter}.")
+
+    rng = np.random.default_rng(seed)
+    locations = rng.integers(margin, image_size - margin, size=(n_neurons, 2))
+    types = np.arange(n_neurons) % n_types
+    n_total = n_train + n_validation + n_test
+    images = rng.standard_normal((n_total, image_size, image_size, 1), dtype="float32")
+    offset = _offset_for_mean_rate(gain, mean_rate)
+
+    if ground_truth == "dog":
+        filters = _dog_filters(locations, types, image_size, n_types, jitter, rng)
+        # Unit-norm filters on unit-variance white noise give unit-variance drives.
+        output = LinearNonlinearStage(gain, offset, np.zeros(n_neurons), np.ones(n_neurons))
+        model = DoGGroundTruth(filters, output)
+        drive = model.drive(images)
+    else:
+        layer1 = _smooth_random_filters(2 * n_types, rng)
+        mixing = rng.dirichlet(np.ones(2 * n_types), size=n_types).T.astype("float32")
+        raw = CNNGroundTruth(layer1, mixing, locations, types, LinearNonlinearStage(gain, offset, 0.0, 1.0))
+        drive = raw.drive(images)
+        # Drives are stationary over space: standardise each type once, over all its neurons.
+        type_mean = np.array([drive[:, types == k].mean() for k in range(n_types)])
+        type_std = np.array([drive[:, types == k].std() for k in range(n_types)])
+        output = LinearNonlinearStage(gain, offset, type_mean[types], type_std[types])
+        model = dataclasses.replace(raw, output=output)
+
+    clean = output(drive).astype("float32")
+    noisy = (clean + rng.standard_normal(clean.shape) * np.sqrt(np.abs(clean))).astype("float32")
+    bounds = np.cumsum([0, n_train, n_validation, n_test])
+    splits = [Split(images[a:b], noisy[a:b], clean[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return SyntheticPopulation(ground_truth, model, locations.astype("float64"), types, *splits)

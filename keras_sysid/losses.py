@@ -1,0 +1,42 @@
+"""Losses for spike counts and calcium-derived responses."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_sysid")
+class PoissonLoss(keras.losses.Loss):
+    """Poisson negative log-likelihood, up to terms constant in the prediction.
+
+    ``loss = mean over neurons of (y_pred - y_true * log(y_pred + eps))``, then
+    averaged over the batch. ``eps`` keeps the log finite where a rate is zero.
+    Targets may be slightly negative (deconvolved responses); the loss stays
+    well defined for them.
+
+    Args:
+        eps: Offset inside the log.
+
+    Input shape:
+        ``y_true`` and ``y_pred``: ``(batch, n_neurons)``.
+
+    Output shape:
+        A scalar (with the default reduction).
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=PoissonLoss())
+    """
+
+    def __init__(self, eps: float = 1e-8, name: str = "poisson_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.eps = float(eps)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        return ops.mean(y_pred - y_true * ops.log(y_pred + self.eps), axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config["eps"] = self.eps
+        return config

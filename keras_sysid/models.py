@@ -1,0 +1,291 @@
+"""Population models: a core (*what*) composed with a readout (*where*).
+
+:class:`SystemIdentificationModel` is ``image -> standardise -> core ->
+readout -> output nonlinearity``; :func:`build_model` makes one from a small
+config, e.g. the paper's model::
+
+    model = build_model(n_neurons=1000, image_shape=(48, 48),
+                        core={"type": "stacked_conv2d"},
+                        readout={"type": "factorized", "l1": 0.01})
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sysid import cores, readouts, validation
+
+_PACKAGE = "keras_sysid"
+
+
+def _elu_plus_one(x):
+    return ops.elu(x) + 1.0
+
+
+def _inverse_softplus(rate: np.ndarray) -> np.ndarray:
+    return rate + np.log(-np.expm1(-rate))
+
+
+def _inverse_elu_plus_one(rate: np.ndarray) -> np.ndarray:
+    return np.where(rate >= 1.0, rate - 1.0, np.log(rate))
+
+
+# name -> (forward, inverse on numpy rates); the inverse initialises the readout
+# bias so that an untrained model already predicts every neuron's mean rate.
+OUTPUT_NONLINEARITIES = {
+    "softplus": (ops.softplus, _inverse_softplus),
+    "elu_plus_one": (_elu_plus_one, _inverse_elu_plus_one),
+}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SystemIdentificationModel(keras.Model):
+    """Predicts the responses of a neural population to images.
+
+    ``rates = nonlinearity(readout(core((images - image_mean) / image_std)))``.
+    Standardisation lives inside the model, so it takes images in the data's
+    own units and a saved model needs no side files.
+
+    ``fit``, ``evaluate`` and ``predict`` check array inputs first (shape,
+    dtype, NaN/inf, neuron count) and raise a ``ValueError`` naming the problem.
+
+    Args:
+        core: Any layer mapping ``(batch, H, W, C)`` images to feature maps.
+        readout: A layer mapping feature maps to ``(batch, n_neurons)`` drives.
+        image_shape: ``(H, W)`` or ``(H, W, C)`` of the input images (``C``
+            defaults to 1). The model is built for it at construction.
+        nonlinearity: ``"softplus"`` (the paper's) or ``"elu_plus_one"``.
+        image_mean: Subtracted from the images before the core.
+        image_std: Images are divided by it after the mean is subtracted.
+
+    Input shape:
+        ``(batch, H, W, C)`` images, float.
+
+    Output shape:
+        ``(batch, n_neurons)`` non-negative predicted responses.
+
+    Example:
+        >>> model = build_model(n_neurons=50, image_shape=(36, 64))
+        >>> model.compile(optimizer="adam", loss=PoissonLoss())
+        >>> model.predict(np.zeros((4, 36, 64, 1), "float32")).shape
+        (4, 50)
+    """
+
+    def __init__(
+        self,
+        core: keras.layers.Layer,
+        readout: keras.layers.Layer,
+        image_shape,
+        nonlinearity: str = "softplus",
+        image_mean: float = 0.0,
+        image_std: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if nonlinearity not in OUTPUT_NONLINEARITIES:
+            raise ValueError(
+                f"Unknown output nonlinearity {nonlinearity!r}; choose one of {sorted(OUTPUT_NONLINEARITIES)}."
+            )
+        image_shape = tuple(int(d) for d in image_shape)
+        if len(image_shape) == 2:
+            image_shape = image_shape + (1,)
+        if len(image_shape) != 3 or min(image_shape) < 1:
+            raise ValueError(f"image_shape must be (height, width) or (height, width, channels); got {image_shape}.")
+        if not np.isfinite(image_std) or image_std <= 0:
+            raise ValueError(f"image_std must be a positive finite number; got {image_std}.")
+        self.core = core
+        self.readout = readout
+        self.image_shape = image_shape
+        self.nonlinearity = nonlinearity
+        self.image_mean = float(image_mean)
+        self.image_std = float(image_std)
+        self._nonlinearity_fn = OUTPUT_NONLINEARITIES[nonlinearity][0]
+        self.build((None,) + image_shape)
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.readout.n_neurons)
+
+    def build(self, input_shape):
+        self._check_image_shape(tuple(input_shape))
+        if not self.core.built:
+            self.core.build(input_shape)
+        grid_shape = tuple(self.core.compute_output_shape(input_shape))
+        if not self.readout.built:
+            self.readout.build(grid_shape)
+        self.grid_shape = grid_shape[1:3]
+        self.built = True
+
+    def _check_image_shape(self, shape):
+        if len(shape) != 4 or tuple(shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"Images must have shape (batch, {', '.join(map(str, self.image_shape))}); got {shape}."
+            )
+
+    def call(self, images, training=False):
+        self._check_image_shape(tuple(images.shape))
+        x = (ops.cast(images, self.compute_dtype) - self.image_mean) / self.image_std
+        features = self.core(x, training=training)
+        drive = self.readout(features, training=training)
+        return self._nonlinearity_fn(drive)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_neurons)
+
+    # -- input checks at the array boundary ------------------------------------
+
+    def _check_arrays(self, x, y=None, what="data"):
+        n_images = validation.check_images(x, self.image_shape, name=f"{what} images")
+        if y is not None:
+            validation.check_responses(y, self.n_neurons, n_images, name=f"{what} responses")
+
+    def fit(self, x=None, y=None, validation_data=None, **kwargs):
+        self._check_arrays(x, y, "training")
+        if isinstance(validation_data, tuple) and len(validation_data) >= 2:
+            self._check_arrays(validation_data[0], validation_data[1], "validation")
+        return super().fit(x, y, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        self._check_arrays(x, y, "evaluation")
+        return super().evaluate(x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        self._check_arrays(x, None, "prediction")
+        return super().predict(x, **kwargs)
+
+    # -- science helpers ------------------------------------------------------
+
+    def set_mean_responses(self, mean_responses) -> None:
+        """Sets the readout bias so that the model predicts these mean rates.
+
+        Args:
+            mean_responses: ``(n_neurons,)`` mean training response per neuron.
+        """
+        mean_responses = np.asarray(mean_responses, dtype="float64")
+        if mean_responses.shape != (self.n_neurons,):
+            raise ValueError(
+                f"mean_responses must have shape ({self.n_neurons},), one per neuron; got {mean_responses.shape}."
+            )
+        if not np.all(np.isfinite(mean_responses)):
+            raise ValueError("mean_responses contains NaN or inf.")
+        # Rates at or below zero have no preimage; a small floor keeps the bias finite.
+        floor = max(1e-3, 1e-3 * float(np.mean(np.abs(mean_responses))))
+        inverse = OUTPUT_NONLINEARITIES[self.nonlinearity][1]
+        bias = inverse(np.maximum(mean_responses, floor))
+        self.readout.bias.assign(bias.astype(self.readout.bias.dtype))
+
+    def rf_positions(self) -> np.ndarray:
+        """Each neuron's learned receptive-field centre in image pixels.
+
+        Grid cells map to pixels assuming unit stride and symmetric cropping
+        (true for "valid" and "same" convolutions), so cell ``i`` of a grid that
+        is ``k`` pixels smaller than the image sits at pixel ``i + k / 2``.
+
+        Returns:
+            ``(n_neurons, 2)`` float (row, column) positions.
+        """
+        if not hasattr(self.readout, "rf_positions"):
+            raise ValueError(f"{type(self.readout).__name__} has no notion of receptive-field position.")
+        offset = (np.asarray(self.image_shape[:2]) - np.asarray(self.grid_shape)) / 2.0
+        return self.readout.rf_positions() + offset
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "core": keras.saving.serialize_keras_object(self.core),
+            "readout": keras.saving.serialize_keras_object(self.readout),
+            "image_shape": list(self.image_shape),
+            "nonlinearity": self.nonlinearity,
+            "image_mean": self.image_mean,
+            "image_std": self.image_std,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["core"] = keras.saving.deserialize_keras_object(config["core"])
+        config["readout"] = keras.saving.deserialize_keras_object(config["readout"])
+        return cls(**config)
+
+
+CORES = {
+    "stacked_conv2d": cores.StackedConv2DCore,
+    "identity": lambda **kwargs: keras.layers.Identity(**kwargs),
+}
+
+READOUTS = {
+    "factorized": readouts.FactorizedReadout,
+    "fully_connected": readouts.FullyConnectedReadout,
+}
+
+
+def _from_spec(kind: str, registry: Mapping, spec, extra: dict | None = None):
+    if isinstance(spec, keras.layers.Layer):
+        return spec
+    spec = dict(copy.deepcopy(spec or {}))
+    type_name = spec.pop("type", None)
+    if type_name not in registry:
+        raise ValueError(f"Unknown {kind} type {type_name!r}; choose one of {sorted(registry)}.")
+    spec.update(extra or {})
+    try:
+        return registry[type_name](**spec)
+    except TypeError as error:
+        raise ValueError(f"Bad arguments for {kind} {type_name!r}: {error}") from None
+
+
+def build_model(
+    n_neurons: int,
+    image_shape,
+    core=None,
+    readout=None,
+    nonlinearity: str = "softplus",
+    image_mean: float = 0.0,
+    image_std: float = 1.0,
+    mean_responses=None,
+    name: str = "sysid_model",
+) -> SystemIdentificationModel:
+    """Builds a core + readout model from a small config.
+
+    Args:
+        n_neurons: Number of neurons to predict.
+        image_shape: ``(H, W)`` or ``(H, W, C)``.
+        core: A Keras layer, or a dict ``{"type": name, **kwargs}`` with
+            ``type`` in :data:`CORES`. Default: the paper's core.
+        readout: A Keras layer, or ``{"type": name, **kwargs}`` with ``type``
+            in :data:`READOUTS` (``n_neurons`` is filled in). Default: factorized.
+        nonlinearity: Output nonlinearity, a key of :data:`OUTPUT_NONLINEARITIES`.
+        image_mean: Image mean, subtracted inside the model.
+        image_std: Image standard deviation, divided out inside the model.
+        mean_responses: Optional ``(n_neurons,)`` mean training responses; the
+            readout bias is set so the untrained model predicts them.
+        name: Model name.
+
+    Returns:
+        A built :class:`SystemIdentificationModel` (not compiled).
+    """
+    core_layer = _from_spec("core", CORES, core if core is not None else {"type": "stacked_conv2d"}, {"name": "core"})
+    readout_layer = _from_spec(
+        "readout",
+        READOUTS,
+        readout if readout is not None else {"type": "factorized"},
+        {"n_neurons": n_neurons, "name": "readout"},
+    )
+    if getattr(readout_layer, "n_neurons", n_neurons) != n_neurons:
+        raise ValueError(f"The readout predicts {readout_layer.n_neurons} neurons but n_neurons={n_neurons}.")
+    model = SystemIdentificationModel(
+        core_layer,
+        readout_layer,
+        image_shape=image_shape,
+        nonlinearity=nonlinearity,
+        image_mean=image_mean,
+        image_std=image_std,
+        name=name,
+    )
+    if mean_responses is not None:
+        model.set_mean_responses(mean_responses)
+    return model

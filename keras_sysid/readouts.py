@@ -1,0 +1,297 @@
+"""Readouts: the per-neuron *where* (and how much of each feature).
+
+A readout maps the core's feature maps ``(batch, grid_h, grid_w, channels)`` to
+one linear drive per neuron ``(batch, n_neurons)``; the model's output
+nonlinearity turns drives into rates.
+
+- :class:`FactorizedReadout` (Klindt et al. 2017): spatial mask x feature
+  vector per neuron, sparse by an L1 penalty on their product.
+- :class:`FullyConnectedReadout` (McIntosh et al. 2016; on pixels, an LNP
+  model): a dense weight over every grid position and channel.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sysid.cores import LaplacianSmoothness
+
+_PACKAGE = "keras_sysid"
+
+
+def _check_feature_maps(layer_name: str, input_shape) -> tuple[int, int, int]:
+    if len(input_shape) != 4 or any(d is None for d in input_shape[1:]):
+        raise ValueError(
+            f"{layer_name} expects feature maps of shape (batch, height, width, channels) "
+            f"with known height, width and channels; got {tuple(input_shape)}."
+        )
+    return int(input_shape[1]), int(input_shape[2]), int(input_shape[3])
+
+
+def _peak_positions(weight_maps: np.ndarray) -> np.ndarray:
+    """Sub-pixel peak of non-negative maps ``(N, H, W)`` -> ``(N, 2)`` (row, col).
+
+    The peak is the arg-max, refined by the centre of mass of its 3x3
+    neighbourhood, so a mask spread over two grid cells lands between them.
+    """
+    n, height, width = weight_maps.shape
+    flat_peak = weight_maps.reshape(n, -1).argmax(axis=1)
+    rows, cols = np.divmod(flat_peak, width)
+    padded = np.pad(weight_maps, ((0, 0), (1, 1), (1, 1)))
+    offsets = np.arange(-1, 2)
+    patch_rows = (rows[:, None] + 1 + offsets)[:, :, None]
+    patch_cols = (cols[:, None] + 1 + offsets)[:, None, :]
+    patches = padded[np.arange(n)[:, None, None], patch_rows, patch_cols]  # (N, 3, 3)
+    total = patches.sum(axis=(1, 2))
+    total = np.where(total > 0, total, 1.0)
+    row_shift = (patches.sum(axis=2) * offsets).sum(axis=1) / total
+    col_shift = (patches.sum(axis=1) * offsets).sum(axis=1) / total
+    return np.stack([rows + row_shift, cols + col_shift], axis=1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FactorizedReadout(keras.layers.Layer):
+    """Factorized sparse readout: a spatial mask times a feature vector per neuron.
+
+    For neuron ``n``: ``drive[b, n] = sum_{h, w, c} mask[h, w, n] * features[c, n]
+    * x[b, h, w, c] + bias[n]`` (Klindt et al. 2017). With ``positive_mask`` /
+    ``positive_features``, the absolute values of the weights are used, as in the
+    paper. The sparsity penalty ``l1 * sum_n |mask_n|_1 * |features_n|_1`` is added
+    as a layer loss.
+
+    The space contraction runs first, as one ``(batch * C, H * W) @ (H * W, N)``
+    matmul, so memory stays at ``N * H * W`` (mask) + ``N * C`` (features) +
+    ``batch * C * N`` (activations): an ``N x C x H x W`` weight is never formed.
+
+    Args:
+        n_neurons: Number of neurons ``N``.
+        l1: Strength of the sparsity penalty.
+        positive_mask: Use ``|mask|`` (the paper's choice).
+        positive_features: Use ``|features|`` (the paper's choice).
+        mask_initializer: Initializer of the ``(H * W, N)`` mask.
+        features_initializer: Initializer of the ``(C, N)`` features.
+        bias_initializer: Initializer of the ``(N,)`` bias; the model builder sets
+            it from the mean training responses.
+
+    Input shape:
+        ``(batch, height, width, channels)`` feature maps of a core.
+
+    Output shape:
+        ``(batch, n_neurons)`` drives (before the output nonlinearity).
+
+    Example:
+        >>> readout = FactorizedReadout(n_neurons=100)
+        >>> readout(np.ones((8, 24, 52, 48), "float32")).shape
+        (8, 100)
+    """
+
+    def __init__(
+        self,
+        n_neurons: int,
+        l1: float = 0.01,
+        positive_mask: bool = True,
+        positive_features: bool = True,
+        mask_initializer="truncated_normal_small",
+        features_initializer="truncated_normal_small",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(n_neurons) < 1:
+            raise ValueError(f"FactorizedReadout: n_neurons must be >= 1; got {n_neurons}.")
+        if l1 < 0:
+            raise ValueError(f"FactorizedReadout: l1 must be >= 0; got {l1}.")
+        self.n_neurons = int(n_neurons)
+        self.l1 = float(l1)
+        self.positive_mask = bool(positive_mask)
+        self.positive_features = bool(positive_features)
+        self.mask_initializer = _initializer(mask_initializer)
+        self.features_initializer = _initializer(features_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        height, width, channels = _check_feature_maps(type(self).__name__, input_shape)
+        self.grid_shape = (height, width)
+        self.mask = self.add_weight(
+            shape=(height * width, self.n_neurons), initializer=self.mask_initializer, name="mask"
+        )
+        self.features = self.add_weight(
+            shape=(channels, self.n_neurons), initializer=self.features_initializer, name="features"
+        )
+        self.bias = self.add_weight(shape=(self.n_neurons,), initializer=self.bias_initializer, name="bias")
+
+    def effective_mask(self):
+        """The mask as used in the forward pass, ``(H * W, N)``."""
+        return ops.abs(self.mask) if self.positive_mask else self.mask
+
+    def effective_features(self):
+        """The features as used in the forward pass, ``(C, N)``."""
+        return ops.abs(self.features) if self.positive_features else self.features
+
+    def call(self, feature_maps):
+        mask = self.effective_mask()
+        features = self.effective_features()
+        if self.l1 > 0:
+            self.add_loss(self.penalty(mask, features))
+        batch = ops.shape(feature_maps)[0]
+        height, width = self.grid_shape
+        channels = feature_maps.shape[-1]
+        per_channel = ops.reshape(
+            ops.transpose(ops.reshape(feature_maps, (batch, height * width, channels)), (0, 2, 1)),
+            (batch * channels, height * width),
+        )
+        spatially_pooled = ops.reshape(ops.matmul(per_channel, ops.cast(mask, per_channel.dtype)), (batch, channels, self.n_neurons))
+        drive = ops.sum(spatially_pooled * ops.cast(features, per_channel.dtype), axis=1)
+        return drive + ops.cast(self.bias, drive.dtype)
+
+    def penalty(self, mask=None, features=None):
+        """The sparsity penalty ``l1 * sum_n |mask_n|_1 |features_n|_1`` (a scalar)."""
+        mask = self.effective_mask() if mask is None else mask
+        features = self.effective_features() if features is None else features
+        return self.l1 * ops.sum(ops.sum(ops.abs(mask), axis=0) * ops.sum(ops.abs(features), axis=0))
+
+    def rf_positions(self) -> np.ndarray:
+        """Each neuron's receptive-field centre on the core's grid.
+
+        Returns:
+            ``(N, 2)`` float array of (row, column) in grid cells: the peak of
+            ``|mask|``, refined to sub-cell precision.
+        """
+        height, width = self.grid_shape
+        masks = np.abs(keras.ops.convert_to_numpy(self.mask)).T.reshape(self.n_neurons, height, width)
+        return _peak_positions(masks)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_neurons)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "n_neurons": self.n_neurons,
+                "l1": self.l1,
+                "positive_mask": self.positive_mask,
+                "positive_features": self.positive_features,
+                "mask_initializer": keras.initializers.serialize(self.mask_initializer),
+                "features_initializer": keras.initializers.serialize(self.features_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FullyConnectedReadout(keras.layers.Layer):
+    """Dense readout: each neuron weighs every grid position and channel.
+
+    ``drive[b, n] = sum_{h, w, c} W[h, w, c, n] * x[b, h, w, c] + bias[n]``
+    (McIntosh et al. 2016). On raw pixels (an identity core) this is the linear
+    filter of an LNP model. Penalties, added as layer losses: ``l2 * sum W^2``
+    and a Laplacian smoothness of each neuron's spatial weights (see
+    :class:`~keras_sysid.cores.LaplacianSmoothness`). Its memory is
+    ``N * H * W * C``: the price of not factorizing.
+
+    Args:
+        n_neurons: Number of neurons ``N``.
+        l2: Strength of the L2 weight penalty.
+        smoothness: Strength of the spatial Laplacian penalty.
+        dropout: Dropout rate on the input features during training.
+        kernel_initializer: Initializer of the ``(H * W * C, N)`` weight.
+        bias_initializer: Initializer of the ``(N,)`` bias.
+
+    Input shape:
+        ``(batch, height, width, channels)``.
+
+    Output shape:
+        ``(batch, n_neurons)``.
+
+    Example:
+        >>> readout = FullyConnectedReadout(n_neurons=10, smoothness=0.1)
+        >>> readout(np.ones((4, 36, 64, 1), "float32")).shape
+        (4, 10)
+    """
+
+    def __init__(
+        self,
+        n_neurons: int,
+        l2: float = 0.0,
+        smoothness: float = 0.0,
+        dropout: float = 0.0,
+        kernel_initializer="truncated_normal_small",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(n_neurons) < 1:
+            raise ValueError(f"FullyConnectedReadout: n_neurons must be >= 1; got {n_neurons}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"FullyConnectedReadout: dropout must be in [0, 1); got {dropout}.")
+        self.n_neurons = int(n_neurons)
+        self.l2 = float(l2)
+        self.smoothness = float(smoothness)
+        self.dropout = float(dropout)
+        self.kernel_initializer = _initializer(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self._dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
+        self._smoothness = LaplacianSmoothness(self.smoothness) if self.smoothness > 0 else None
+
+    def build(self, input_shape):
+        height, width, channels = _check_feature_maps(type(self).__name__, input_shape)
+        self.grid_shape = (height, width)
+        self.kernel = self.add_weight(
+            shape=(height * width * channels, self.n_neurons), initializer=self.kernel_initializer, name="kernel"
+        )
+        self.bias = self.add_weight(shape=(self.n_neurons,), initializer=self.bias_initializer, name="bias")
+
+    def spatial_kernel(self):
+        """The weight as ``(H, W, C, N)``, which is a conv kernel's layout."""
+        height, width = self.grid_shape
+        return ops.reshape(self.kernel, (height, width, -1, self.n_neurons))
+
+    def penalty(self):
+        """The sum of the L2 and smoothness penalties (a scalar)."""
+        total = self.l2 * ops.sum(ops.square(self.kernel))
+        if self._smoothness is not None:
+            total = total + self._smoothness(self.spatial_kernel())
+        return total
+
+    def call(self, feature_maps, training=False):
+        if self.l2 > 0 or self._smoothness is not None:
+            self.add_loss(self.penalty())
+        if self._dropout_layer is not None:
+            feature_maps = self._dropout_layer(feature_maps, training=training)
+        flat = ops.reshape(feature_maps, (ops.shape(feature_maps)[0], -1))
+        return ops.matmul(flat, ops.cast(self.kernel, flat.dtype)) + ops.cast(self.bias, flat.dtype)
+
+    def rf_positions(self) -> np.ndarray:
+        """``(N, 2)`` (row, column) grid position of each neuron's largest weights."""
+        height, width = self.grid_shape
+        weights = np.abs(keras.ops.convert_to_numpy(self.spatial_kernel())).sum(axis=2)
+        return _peak_positions(np.moveaxis(weights, -1, 0).reshape(self.n_neurons, height, width))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_neurons)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "n_neurons": self.n_neurons,
+                "l2": self.l2,
+                "smoothness": self.smoothness,
+                "dropout": self.dropout,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+def _initializer(identifier):
+    # Readout weights start small so the penalty does not dominate the first steps
+    # and no neuron begins committed to a location.
+    if identifier == "truncated_normal_small":
+        return keras.initializers.TruncatedNormal(stddev=0.01)
+    return keras.initializers.get(identifier)

@@ -1,0 +1,136 @@
+"""The paper's training schedule as a standard Keras callback, and a fit helper."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from keras_sysid.losses import PoissonLoss
+from keras_sysid.metrics import PearsonCorrelation
+
+
+class EarlyStoppingWithDecay(keras.callbacks.Callback):
+    """Early stopping with best-weight restore, then a learning-rate step, repeated.
+
+    When ``monitor`` has not improved for ``patience`` epochs, the best weights
+    so far are restored and the learning rate is multiplied by ``factor``; after
+    ``n_decays`` such steps the next plateau stops training (Klindt et al. 2017:
+    divide by 3, three times). At the end the best weights are restored.
+
+    Args:
+        monitor: Quantity to minimise (default ``"val_loss"``).
+        patience: Epochs without improvement before a step.
+        factor: Learning-rate multiplier per step.
+        n_decays: Number of steps before stopping.
+        min_delta: Smallest decrease that counts as an improvement.
+        verbose: Print a line at each step.
+
+    Example:
+        >>> model.fit(train, validation_data=val, epochs=200,
+        ...           callbacks=[EarlyStoppingWithDecay(patience=5)])
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, factor=1.0 / 3.0, n_decays=3, min_delta=0.0, verbose=1):
+        super().__init__()
+        if patience < 1 or not 0.0 < factor < 1.0 or n_decays < 0:
+            raise ValueError(
+                f"EarlyStoppingWithDecay needs patience >= 1, 0 < factor < 1, n_decays >= 0; "
+                f"got {patience}, {factor}, {n_decays}."
+            )
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.factor = float(factor)
+        self.n_decays = int(n_decays)
+        self.min_delta = float(min_delta)
+        self.verbose = int(verbose)
+
+    def on_train_begin(self, logs=None):
+        self.best = np.inf
+        self.best_weights = None
+        self.best_epoch = -1
+        self.wait = 0
+        self.decays_done = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            raise ValueError(
+                f"EarlyStoppingWithDecay monitors {self.monitor!r}, which fit did not log "
+                f"(logged: {sorted(logs or {})}). Pass validation_data to fit."
+            )
+        if not np.isfinite(current):
+            self.model.stop_training = True
+            return
+        if current < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = float(current), epoch, 0
+            self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        self.model.set_weights(self.best_weights)
+        self.wait = 0
+        if self.decays_done >= self.n_decays:
+            self.model.stop_training = True
+            return
+        self.decays_done += 1
+        learning_rate = self.model.optimizer.learning_rate
+        new_rate = float(keras.ops.convert_to_numpy(learning_rate)) * self.factor
+        learning_rate.assign(new_rate)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: restored weights of epoch {self.best_epoch + 1}; learning rate -> {new_rate:.3g}")
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def compile_model(model: keras.Model, learning_rate: float = 1e-3, jit_compile="auto") -> keras.Model:
+    """Compiles with Adam, :class:`PoissonLoss` and a :class:`PearsonCorrelation` metric."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=PoissonLoss(),
+        metrics=[PearsonCorrelation(model.n_neurons)],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def fit_with_schedule(
+    model: keras.Model,
+    train_data,
+    validation_data,
+    max_epochs: int = 200,
+    learning_rate: float = 1e-3,
+    patience: int = 5,
+    n_decays: int = 3,
+    verbose: int = 1,
+    callbacks=(),
+):
+    """Compiles ``model`` and fits it with the paper's schedule.
+
+    Args:
+        model: A :class:`~keras_sysid.models.SystemIdentificationModel`.
+        train_data: A ``tf.data.Dataset`` (or anything ``fit`` accepts) of
+            ``(images, responses)`` batches.
+        validation_data: The same for the validation split; it drives early
+            stopping.
+        max_epochs: Upper bound on epochs.
+        learning_rate: Initial Adam learning rate.
+        patience: Epochs without validation improvement before each decay.
+        n_decays: Learning-rate divisions by 3 before stopping.
+        verbose: Keras verbosity (1: progress bar).
+        callbacks: Extra Keras callbacks.
+
+    Returns:
+        The Keras ``History``; ``len(history.epoch)`` is the number of epochs run.
+    """
+    compile_model(model, learning_rate)
+    schedule = EarlyStoppingWithDecay(patience=patience, n_decays=n_decays, verbose=verbose)
+    return model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=max_epochs,
+        callbacks=[schedule, keras.callbacks.TerminateOnNaN(), *callbacks],
+        verbose=verbose,
+    )
