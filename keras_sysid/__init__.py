@@ -4,7 +4,7 @@ A shared convolutional core learns *what* a population computes; a per-neuron
 readout learns *where* each neuron looks (Klindt et al., NeurIPS 2017).
 """
 
-from keras_sysid import cores, losses, metrics, models, readouts, training, validation
+from keras_sysid import cores, data, losses, metrics, models, readouts, training, validation
 from keras_sysid.cores import GroupSparsity, LaplacianSmoothness, StackedConv2DCore
 from keras_sysid.losses import PoissonLoss
 from keras_sysid.metrics import PearsonCorrelation
@@ -26,6 +26,7 @@ __all__ = [
     "SystemIdentificationModel",
     "build_model",
     "cores",
+    "data",
     "fit_with_schedule",
     "losses",
     "metrics",

@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import ops
+
+from keras_sysid.positions import peak_positions
 
 _PACKAGE = "keras_sysid"
 
@@ -209,13 +212,13 @@ class StackedConv2DCore(keras.layers.Layer):
             )
         shape = tuple(input_shape)
         for index, conv in enumerate(self.conv_layers):
-            conv.build(shape)
-            shape = conv.compute_output_shape(shape)
-            if shape[1] is not None and (shape[1] < 1 or shape[2] < 1):
+            if self.paddings[index] == "valid" and shape[1] is not None and min(shape[1:3]) < self.kernel_sizes[index]:
                 raise ValueError(
                     f"StackedConv2DCore: images of {input_shape[1]}x{input_shape[2]} pixels are too small "
                     f"for kernel sizes {self.kernel_sizes} with paddings {self.paddings}."
                 )
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
             if self.batch_norm:
                 self.norm_layers[index].build(shape)
 
@@ -250,3 +253,45 @@ class StackedConv2DCore(keras.layers.Layer):
             }
         )
         return config
+
+
+def channel_rf_offsets(core: keras.layers.Layer, image_shape, delta: float = 1.0) -> np.ndarray:
+    """Where each output channel of a core looks, relative to its grid cell.
+
+    A conv kernel may learn its feature off-centre, and the readout then shifts
+    its mask the other way; a neuron's receptive field is the mask position
+    plus this offset. It is measured by probing the core with single-pixel
+    impulses of +-``delta`` on a blank (mean) image and locating the peak of
+    the squared change at the central grid cell, so it works for any core,
+    linear or not.
+
+    Args:
+        core: A built core mapping ``(batch, H, W, C)`` to ``(batch, h, w, channels)``.
+        image_shape: ``(H, W)`` or ``(H, W, C)`` of the core's (standardised) input.
+        delta: Impulse amplitude in the core's input units.
+
+    Returns:
+        ``(channels, 2)`` float (row, column) offsets in pixels from the cell's
+        nominal centre (cell ``i`` of a grid ``k`` pixels smaller than the image
+        is centred on pixel ``i + k / 2``).
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    in_channels = int(image_shape[2]) if len(image_shape) > 2 else 1
+    blank = np.zeros((1, height, width, in_channels), dtype="float32")
+    reference = keras.ops.convert_to_numpy(core(blank, training=False))[0]
+    grid_h, grid_w = reference.shape[:2]
+    cell = (grid_h // 2, grid_w // 2)
+    energy = np.zeros((height * width, reference.shape[-1]))
+    pixels = np.arange(height * width)
+    for sign in (1.0, -1.0):
+        for start in range(0, pixels.size, 256):
+            chunk = pixels[start : start + 256]
+            probes = np.zeros((chunk.size, height * width, in_channels), dtype="float32")
+            probes[np.arange(chunk.size), chunk, :] = sign * delta
+            out = keras.ops.convert_to_numpy(core(probes.reshape(-1, height, width, in_channels), training=False))
+            energy[chunk] += (out[:, cell[0], cell[1], :] - reference[cell]) ** 2
+    # The energy map's peak, not its centroid: a kernel shifted against its
+    # border is truncated, which would drag a centroid back to the middle.
+    peaks = peak_positions(np.moveaxis(energy.reshape(height, width, -1), -1, 0))
+    nominal = np.array(cell) + (np.array([height, width]) - np.array([grid_h, grid_w])) / 2.0
+    return peaks - nominal

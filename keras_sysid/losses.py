@@ -10,8 +10,11 @@ from keras import ops
 class PoissonLoss(keras.losses.Loss):
     """Poisson negative log-likelihood, up to terms constant in the prediction.
 
-    ``loss = mean over neurons of (y_pred - y_true * log(y_pred + eps))``, then
-    averaged over the batch. ``eps`` keeps the log finite where a rate is zero.
+    ``loss = sum over neurons of (y_pred - y_true * log(y_pred + eps))``, then
+    averaged over the batch: the negative log-likelihood of one image's
+    population response. Summing (not averaging) over neurons keeps each
+    neuron's data term on the scale of its readout penalty, so penalty
+    strengths do not depend on the population size. ``eps`` keeps the log finite where a rate is zero.
     Targets may be slightly negative (deconvolved responses); the loss stays
     well defined for them.
 
@@ -34,7 +37,7 @@ class PoissonLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
-        return ops.mean(y_pred - y_true * ops.log(y_pred + self.eps), axis=-1)
+        return ops.sum(y_pred - y_true * ops.log(y_pred + self.eps), axis=-1)
 
     def get_config(self):
         config = super().get_config()

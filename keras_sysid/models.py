@@ -182,9 +182,11 @@ class SystemIdentificationModel(keras.Model):
     def rf_positions(self) -> np.ndarray:
         """Each neuron's learned receptive-field centre in image pixels.
 
-        Grid cells map to pixels assuming unit stride and symmetric cropping
-        (true for "valid" and "same" convolutions), so cell ``i`` of a grid that
-        is ``k`` pixels smaller than the image sits at pixel ``i + k / 2``.
+        The readout's peak on the grid, mapped to pixels (unit stride,
+        symmetric cropping: cell ``i`` of a grid ``k`` pixels smaller than the
+        image is centred on pixel ``i + k / 2``), plus where the channels the
+        neuron reads actually look (:func:`~keras_sysid.cores.channel_rf_offsets`),
+        weighted by how much it reads each.
 
         Returns:
             ``(n_neurons, 2)`` float (row, column) positions.
@@ -192,7 +194,12 @@ class SystemIdentificationModel(keras.Model):
         if not hasattr(self.readout, "rf_positions"):
             raise ValueError(f"{type(self.readout).__name__} has no notion of receptive-field position.")
         offset = (np.asarray(self.image_shape[:2]) - np.asarray(self.grid_shape)) / 2.0
-        return self.readout.rf_positions() + offset
+        positions = self.readout.rf_positions() + offset
+        channel_weights = self.readout.channel_weights()  # (C, N), non-negative
+        channel_offsets = cores.channel_rf_offsets(self.core, self.image_shape)  # (C, 2)
+        total = channel_weights.sum(axis=0)
+        shift = channel_weights.T @ channel_offsets / np.where(total > 0, total, 1.0)[:, None]
+        return positions + shift
 
     def get_config(self):
         return {
@@ -234,7 +241,7 @@ def _from_spec(kind: str, registry: Mapping, spec, extra: dict | None = None):
     spec.update(extra or {})
     try:
         return registry[type_name](**spec)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ValueError(f"Bad arguments for {kind} {type_name!r}: {error}") from None
 
 

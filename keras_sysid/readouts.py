@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from keras_sysid.cores import LaplacianSmoothness
+from keras_sysid.positions import peak_positions
 
 _PACKAGE = "keras_sysid"
 
@@ -28,27 +29,6 @@ def _check_feature_maps(layer_name: str, input_shape) -> tuple[int, int, int]:
             f"with known height, width and channels; got {tuple(input_shape)}."
         )
     return int(input_shape[1]), int(input_shape[2]), int(input_shape[3])
-
-
-def _peak_positions(weight_maps: np.ndarray) -> np.ndarray:
-    """Sub-pixel peak of non-negative maps ``(N, H, W)`` -> ``(N, 2)`` (row, col).
-
-    The peak is the arg-max, refined by the centre of mass of its 3x3
-    neighbourhood, so a mask spread over two grid cells lands between them.
-    """
-    n, height, width = weight_maps.shape
-    flat_peak = weight_maps.reshape(n, -1).argmax(axis=1)
-    rows, cols = np.divmod(flat_peak, width)
-    padded = np.pad(weight_maps, ((0, 0), (1, 1), (1, 1)))
-    offsets = np.arange(-1, 2)
-    patch_rows = (rows[:, None] + 1 + offsets)[:, :, None]
-    patch_cols = (cols[:, None] + 1 + offsets)[:, None, :]
-    patches = padded[np.arange(n)[:, None, None], patch_rows, patch_cols]  # (N, 3, 3)
-    total = patches.sum(axis=(1, 2))
-    total = np.where(total > 0, total, 1.0)
-    row_shift = (patches.sum(axis=2) * offsets).sum(axis=1) / total
-    col_shift = (patches.sum(axis=1) * offsets).sum(axis=1) / total
-    return np.stack([rows + row_shift, cols + col_shift], axis=1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -161,7 +141,11 @@ class FactorizedReadout(keras.layers.Layer):
         """
         height, width = self.grid_shape
         masks = np.abs(keras.ops.convert_to_numpy(self.mask)).T.reshape(self.n_neurons, height, width)
-        return _peak_positions(masks)
+        return peak_positions(masks)
+
+    def channel_weights(self) -> np.ndarray:
+        """How much each neuron reads each channel: ``|features|``, ``(C, N)``."""
+        return np.abs(keras.ops.convert_to_numpy(self.features))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.n_neurons)
@@ -269,7 +253,11 @@ class FullyConnectedReadout(keras.layers.Layer):
         """``(N, 2)`` (row, column) grid position of each neuron's largest weights."""
         height, width = self.grid_shape
         weights = np.abs(keras.ops.convert_to_numpy(self.spatial_kernel())).sum(axis=2)
-        return _peak_positions(np.moveaxis(weights, -1, 0).reshape(self.n_neurons, height, width))
+        return peak_positions(np.moveaxis(weights, -1, 0).reshape(self.n_neurons, height, width))
+
+    def channel_weights(self) -> np.ndarray:
+        """How much each neuron reads each channel: summed ``|W|``, ``(C, N)``."""
+        return np.abs(keras.ops.convert_to_numpy(self.spatial_kernel())).sum(axis=(0, 1))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.n_neurons)

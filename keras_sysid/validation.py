@@ -15,7 +15,9 @@ def _as_checkable_array(values):
     """``values`` as a numpy array, or ``None`` if it is not array-like data."""
     if isinstance(values, np.ndarray):
         return values
-    if isinstance(values, (list, tuple)) or type(values).__module__.startswith(("tensorflow", "jax", "torch")):
+    # Eager tensors of any backend have `shape` and `__array__`; datasets and
+    # generators have neither and are left to the pipeline that made them.
+    if isinstance(values, (list, tuple)) or (hasattr(values, "__array__") and hasattr(values, "shape")):
         try:
             return np.asarray(values)
         except (TypeError, ValueError):

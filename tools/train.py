@@ -1,0 +1,74 @@
+r"""Fit a population model to the built-in synthetic ground truth and score it.
+
+Prints Keras' progress, then, as its last line, one JSON object with ``fev``,
+``rf_error_px``, ``frac_rf_within_1px``, ``epochs``, ``seconds`` and more.
+
+Examples:
+
+  # The paper's Fig. 4: 1000 DoG cells of 2 types, one-layer core.
+  python tools/train.py
+
+  # Nonlinear ground truth, factorized model with the paper's 3-layer core.
+  python tools/train.py --ground_truth cnn --n_types 4
+
+  # A linear-nonlinear (LN) model of the same data, for comparison.
+  python tools/train.py --ground_truth cnn --n_types 4 --core identity \
+      --readout fully_connected
+
+  # Save the model (.keras) and the results (results.json).
+  python tools/train.py --out runs/dog
+"""
+
+import json
+import os
+
+from absl import app, flags
+
+from keras_sysid import experiments
+
+_GROUND_TRUTH = flags.DEFINE_enum("ground_truth", "dog", ["dog", "cnn"], "Synthetic ground truth.")
+_N_NEURONS = flags.DEFINE_integer("n_neurons", 1000, "Number of simulated neurons.")
+_N_TYPES = flags.DEFINE_integer("n_types", 2, "Number of cell types.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 48, "Images are image_size x image_size pixels.")
+_N_TRAIN = flags.DEFINE_integer("n_train", 8192, "Training images.")
+_JITTER = flags.DEFINE_float("jitter", 0.05, "DoG: relative within-type size jitter.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the simulation and of training.")
+_CORE = flags.DEFINE_enum(
+    "core", "auto", ["auto", *experiments.CORE_PRESETS], "Core preset; auto: linear for dog, paper for cnn."
+)
+_READOUT = flags.DEFINE_enum("readout", "factorized", list(experiments.READOUT_PRESETS), "Readout.")
+_EPOCHS = flags.DEFINE_integer("epochs", 200, "Maximum epochs (early stopping usually ends sooner).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Training batch size.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", experiments.SyntheticRunConfig.learning_rate, "Initial learning rate.")
+_PATIENCE = flags.DEFINE_integer("patience", 5, "Epochs without improvement before each LR step.")
+_OUT = flags.DEFINE_string("out", None, "Folder to write model.keras and results.json into.")
+
+
+def main(argv):
+    del argv
+    config = experiments.SyntheticRunConfig(
+        ground_truth=_GROUND_TRUTH.value,
+        n_neurons=_N_NEURONS.value,
+        n_types=_N_TYPES.value,
+        image_size=_IMAGE_SIZE.value,
+        n_train=_N_TRAIN.value,
+        jitter=_JITTER.value,
+        seed=_SEED.value,
+        core=_CORE.value,
+        readout=_READOUT.value,
+        epochs=_EPOCHS.value,
+        batch_size=_BATCH_SIZE.value,
+        learning_rate=_LEARNING_RATE.value,
+        patience=_PATIENCE.value,
+    )
+    model, results = experiments.run_synthetic(config, verbose=1)
+    if _OUT.value:
+        os.makedirs(_OUT.value, exist_ok=True)
+        model.save(os.path.join(_OUT.value, "model.keras"))
+        with open(os.path.join(_OUT.value, "results.json"), "w") as file:
+            json.dump(results, file, indent=2)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    app.run(main)
