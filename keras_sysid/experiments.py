@@ -33,7 +33,7 @@ CORE_PRESETS = {
 }
 
 READOUT_PRESETS = {
-    "factorized": {"type": "factorized", "l1": 0.01},
+    "factorized": {"type": "factorized", "l1": 0.05},
     "fully_connected": {"type": "fully_connected", "l2": 0.01, "smoothness": 0.1},
 }
 
