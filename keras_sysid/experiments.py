@@ -19,10 +19,13 @@ from keras_sysid.models import build_model
 from keras_sysid.training import fit_with_schedule
 
 # Core presets. "linear" is the paper's Fig. 4 fit: one 13x13 layer, one kernel
-# per cell type, no nonlinearity. "paper" is its three-layer core.
+# per cell type, no nonlinearity. Its "same" padding keeps the grid as large as
+# the image: a kernel that learns its cell off-centre shifts every mask the
+# other way, and with a "valid" grid the cells nearest the border would then
+# fall off it. "paper" is the three-layer core.
 CORE_PRESETS = {
     "linear": lambda n_types: {
-        "type": "stacked_conv2d", "channels": n_types, "kernel_sizes": [13],
+        "type": "stacked_conv2d", "channels": n_types, "kernel_sizes": [13], "paddings": "same",
         "smoothness": 0.01,
     },
     "paper": lambda n_types: {

@@ -144,19 +144,20 @@ class SystemIdentificationModel(keras.Model):
         if y is not None:
             validation.check_responses(y, self.n_neurons, n_images, name=f"{what} responses")
 
-    def fit(self, x=None, y=None, validation_data=None, **kwargs):
+    def fit(self, x=None, y=None, *args, **kwargs):
         self._check_arrays(x, y, "training")
+        validation_data = kwargs.get("validation_data")
         if isinstance(validation_data, tuple) and len(validation_data) >= 2:
             self._check_arrays(validation_data[0], validation_data[1], "validation")
-        return super().fit(x, y, validation_data=validation_data, **kwargs)
+        return super().fit(x, y, *args, **kwargs)
 
-    def evaluate(self, x=None, y=None, **kwargs):
+    def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_arrays(x, y, "evaluation")
-        return super().evaluate(x, y, **kwargs)
+        return super().evaluate(x, y, *args, **kwargs)
 
-    def predict(self, x, **kwargs):
+    def predict(self, x, *args, **kwargs):
         self._check_arrays(x, None, "prediction")
-        return super().predict(x, **kwargs)
+        return super().predict(x, *args, **kwargs)
 
     # -- science helpers ------------------------------------------------------
 

@@ -133,4 +133,6 @@ def fit_with_schedule(
         epochs=max_epochs,
         callbacks=[schedule, keras.callbacks.TerminateOnNaN(), *callbacks],
         verbose=verbose,
+        # Arrays are shuffled by fit; datasets shuffle themselves (make_dataset does).
+        shuffle=hasattr(train_data, "shape"),
     )

@@ -136,3 +136,20 @@ class TestBadInput:
         responses = np.full((4, 5), -0.01, "float32")
         history = model.fit(np.zeros((4, 16, 20, 1), "float32"), responses, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
+
+
+def test_rf_positions_combine_mask_peak_and_kernel_offset():
+    model = ks.build_model(
+        n_neurons=2, image_shape=(15, 15),
+        core={"type": "stacked_conv2d", "channels": 1, "kernel_sizes": [5], "batch_norm": False},
+    )
+    kernel = np.zeros((5, 5, 1, 1), "float32")
+    kernel[1, 3, 0, 0] = 1.0  # looks 1 row up and 1 column right of the cell's centre
+    model.core.conv_layers[0].kernel.assign(kernel)
+    mask = np.zeros((11, 11, 2), "float32")
+    mask[4, 6, 0] = 1.0
+    mask[0, 10, 1] = 1.0
+    model.readout.mask.assign(mask.reshape(121, 2))
+    model.readout.features.assign(np.ones((1, 2), "float32"))
+    # Grid cell (r, c) is centred on pixel (r + 2, c + 2); the kernel adds (-1, +1).
+    np.testing.assert_allclose(model.rf_positions(), [[5, 9], [1, 13]], atol=1e-6)
