@@ -24,6 +24,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_sysid.data.pipeline import make_dataset
+
 GROUND_TRUTHS = ("dog", "cnn")
 _DOG_FOOTPRINT = 13  # pixels; a 13x13 first-layer kernel can represent a cell exactly
 _CNN_FILTER_SIZE = 9
@@ -163,8 +165,6 @@ class SyntheticPopulation:
             seed: Shuffle seed.
             clean: Yield noise-free rates instead of noisy responses.
         """
-        from keras_sysid.data.pipeline import make_dataset
-
         if split not in ("train", "validation", "test"):
             raise ValueError(f"Unknown split {split!r}; choose 'train', 'validation' or 'test'.")
         part = getattr(self, split)
