@@ -74,3 +74,13 @@ def test_readouts_reject_bad_input_and_round_trip_config(cls):
         layer.build((None, 10, 3))
     clone = cls.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+def test_fully_connected_dropout_acts_only_in_training():
+    x = np.ones((4, 3, 3, 2), "float32")
+    layer = readouts.FullyConnectedReadout(5, dropout=0.5)
+    inference = keras.ops.convert_to_numpy(layer(x, training=False))
+    w = _weights(layer)
+    np.testing.assert_allclose(inference, x.reshape(4, -1) @ w["kernel"] + w["bias"], rtol=1e-5, atol=1e-6)
+    training = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert not np.allclose(training, inference)
