@@ -14,9 +14,9 @@ class PoissonLoss(keras.losses.Loss):
     averaged over the batch: the negative log-likelihood of one image's
     population response. Summing (not averaging) over neurons keeps each
     neuron's data term on the scale of its readout penalty, so penalty
-    strengths do not depend on the population size. ``eps`` keeps the log finite where a rate is zero.
-    Targets may be slightly negative (deconvolved responses); the loss stays
-    well defined for them.
+    strengths do not depend on the population size. ``eps`` keeps the log
+    finite where a rate is zero. Targets may be slightly negative (deconvolved
+    responses); the loss stays well defined for them.
 
     Args:
         eps: Offset inside the log.

@@ -192,8 +192,11 @@ class SystemIdentificationModel(keras.Model):
         Returns:
             ``(n_neurons, 2)`` float (row, column) positions.
         """
-        if not hasattr(self.readout, "rf_positions"):
-            raise ValueError(f"{type(self.readout).__name__} has no notion of receptive-field position.")
+        if not (hasattr(self.readout, "rf_positions") and hasattr(self.readout, "channel_weights")):
+            raise ValueError(
+                f"{type(self.readout).__name__} has no notion of receptive-field position "
+                "(it needs rf_positions() and channel_weights())."
+            )
         offset = (np.asarray(self.image_shape[:2]) - np.asarray(self.grid_shape)) / 2.0
         positions = self.readout.rf_positions() + offset
         channel_weights = self.readout.channel_weights()  # (C, N), non-negative
