@@ -47,9 +47,11 @@ OUTPUT_NONLINEARITIES = {
 class SystemIdentificationModel(keras.Model):
     """Predicts the responses of a neural population to images.
 
-    ``rates = nonlinearity(readout(core((images - image_mean) / image_std)))``.
-    Standardisation lives inside the model, so it takes images in the data's
-    own units and a saved model needs no side files.
+    ``rates = response_scale * nonlinearity(readout(core((images - image_mean)
+    / image_std)))``. Standardisation and the per-neuron ``response_scale``
+    (a non-trainable ``(N,)`` weight, ones by default) live inside the model,
+    so it takes images and predicts responses in the data's own units, and a
+    saved model needs no side files.
 
     ``fit``, ``evaluate`` and ``predict`` check array inputs first (shape,
     dtype, NaN/inf, neuron count) and raise a ``ValueError`` naming the problem.
@@ -119,6 +121,9 @@ class SystemIdentificationModel(keras.Model):
         if not self.readout.built:
             self.readout.build(grid_shape)
         self.grid_shape = grid_shape[1:3]
+        self.response_scale = self.add_weight(
+            shape=(self.n_neurons,), initializer="ones", trainable=False, name="response_scale"
+        )
         self.built = True
 
     def _check_image_shape(self, shape):
@@ -132,7 +137,7 @@ class SystemIdentificationModel(keras.Model):
         x = (ops.cast(images, self.compute_dtype) - self.image_mean) / self.image_std
         features = self.core(x, training=training)
         drive = self.readout(features, training=training)
-        return self._nonlinearity_fn(drive)
+        return self._nonlinearity_fn(drive) * ops.cast(self.response_scale, drive.dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.n_neurons)
@@ -179,6 +184,23 @@ class SystemIdentificationModel(keras.Model):
         inverse = OUTPUT_NONLINEARITIES[self.nonlinearity][1]
         bias = inverse(np.maximum(mean_responses, floor))
         self.readout.bias.assign(bias.astype(self.readout.bias.dtype))
+
+    def set_response_scale(self, scale) -> None:
+        """Sets the per-neuron factor that maps the model's output to data units.
+
+        A model trained on responses divided by ``scale`` (see
+        :meth:`keras_sysid.data.StaticData.response_scale`) predicts the
+        data's own units once this is set to the same ``scale``.
+
+        Args:
+            scale: ``(n_neurons,)`` positive factors.
+        """
+        scale = np.asarray(scale, dtype="float64")
+        if scale.shape != (self.n_neurons,):
+            raise ValueError(f"response scale must have shape ({self.n_neurons},), one per neuron; got {scale.shape}.")
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise ValueError("response scale must be positive and finite for every neuron.")
+        self.response_scale.assign(scale.astype(self.response_scale.dtype))
 
     def rf_positions(self) -> np.ndarray:
         """Each neuron's learned receptive-field centre in image pixels.
@@ -232,6 +254,8 @@ CORES = {
 READOUTS = {
     "factorized": readouts.FactorizedReadout,
     "fully_connected": readouts.FullyConnectedReadout,
+    "gaussian": readouts.GaussianReadout,
+    "fixed_mask": readouts.FixedMaskReadout,
 }
 
 

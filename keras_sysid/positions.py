@@ -24,3 +24,67 @@ def peak_positions(weight_maps: np.ndarray) -> np.ndarray:
     row_shift = (patches.sum(axis=2) * offsets).sum(axis=1) / total
     col_shift = (patches.sum(axis=1) * offsets).sum(axis=1) / total
     return np.stack([rows + row_shift, cols + col_shift], axis=1)
+
+
+def spike_triggered_averages(images: np.ndarray, responses: np.ndarray) -> np.ndarray:
+    """Response-weighted average of standardised images, one per neuron.
+
+    ``sta[n] = sum_t (r[t, n] - mean_n) * z[t] / T`` with ``z`` the images
+    standardised by their overall mean and std.
+
+    Args:
+        images: ``(T, H, W)`` or ``(T, H, W, 1)``.
+        responses: ``(T, N)``.
+
+    Returns:
+        ``(N, H, W)`` float32.
+    """
+    images = np.asarray(images, dtype="float32")
+    if images.ndim == 4:
+        if images.shape[-1] != 1:
+            raise ValueError(f"spike_triggered_averages needs single-channel images; got {images.shape}.")
+        images = images[..., 0]
+    responses = np.asarray(responses, dtype="float32")
+    if images.ndim != 3 or responses.ndim != 2 or len(images) != len(responses):
+        raise ValueError(
+            f"spike_triggered_averages needs images (T, H, W) and responses (T, N); got {images.shape}, {responses.shape}."
+        )
+    n_trials, height, width = images.shape
+    pixels = images.reshape(n_trials, -1)
+    pixels = (pixels - pixels.mean()) / max(float(pixels.std()), 1e-12)
+    centred = responses - responses.mean(axis=0)
+    return (centred.T @ pixels / n_trials).reshape(-1, height, width)
+
+
+def _gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
+    radius = max(1, int(round(3 * sigma)))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+
+    def along(axis, array):
+        padded = np.pad(array, [(0, 0)] * axis + [(radius, radius)] + [(0, 0)] * (array.ndim - axis - 1), mode="reflect")
+        out = np.zeros_like(array)
+        for shift, weight in enumerate(kernel):
+            out += weight * np.take(padded, np.arange(shift, shift + array.shape[axis]), axis=axis)
+        return out
+
+    return along(2, along(1, maps))
+
+
+def sta_envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing: float = 2.0) -> np.ndarray:
+    """Each neuron's location from the envelope of its spike-triggered average.
+
+    The envelope is the STA's energy (``sta**2``) blurred by a Gaussian of
+    ``smoothing`` pixels, which merges on- and off-lobes into one blob whose
+    peak is the RF centre (Batty et al. 2017's fixed readout location).
+
+    Args:
+        images: ``(T, H, W)`` or ``(T, H, W, 1)``.
+        responses: ``(T, N)``.
+        smoothing: Blur width in pixels.
+
+    Returns:
+        ``(N, 2)`` (row, column) in pixels.
+    """
+    sta = spike_triggered_averages(images, responses)
+    return peak_positions(_gaussian_blur(sta.astype("float64") ** 2, smoothing))

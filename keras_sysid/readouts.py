@@ -8,6 +8,10 @@ nonlinearity turns drives into rates.
   vector per neuron, sparse by an L1 penalty on their product.
 - :class:`FullyConnectedReadout` (McIntosh et al. 2016; on pixels, an LNP
   model): a dense weight over every grid position and channel.
+- :class:`GaussianReadout` (Lurz et al. 2021): a learned position (and
+  spread) per neuron, read by bilinear interpolation.
+- :class:`FixedMaskReadout` (Batty et al. 2017): a fixed location per neuron
+  (e.g. from its spike-triggered average), only the features are learned.
 """
 
 from __future__ import annotations
@@ -20,6 +24,24 @@ from keras_sysid.cores import LaplacianSmoothness
 from keras_sysid.positions import peak_positions
 
 _PACKAGE = "keras_sysid"
+
+
+def _masked_readout(feature_maps, mask, features):
+    """``sum_{h,w,c} x[b,h,w,c] mask[hw,n] features[c,n]``, space contracted first.
+
+    One ``(batch * C, H * W) @ (H * W, N)`` matmul, then a ``(batch, C, N)``
+    product with the features: memory ``N * (H * W + C + batch * C)``, never
+    ``N * H * W * C``.
+    """
+    batch = ops.shape(feature_maps)[0]
+    height, width, channels = feature_maps.shape[1:]
+    n_neurons = mask.shape[-1]
+    per_channel = ops.reshape(
+        ops.transpose(ops.reshape(feature_maps, (batch, height * width, channels)), (0, 2, 1)),
+        (batch * channels, height * width),
+    )
+    pooled = ops.reshape(ops.matmul(per_channel, ops.cast(mask, per_channel.dtype)), (batch, channels, n_neurons))
+    return ops.sum(pooled * ops.cast(features, per_channel.dtype), axis=1)
 
 
 def _check_feature_maps(layer_name: str, input_shape) -> tuple[int, int, int]:
@@ -115,16 +137,7 @@ class FactorizedReadout(keras.layers.Layer):
         features = self.effective_features()
         if self.l1 > 0:
             self.add_loss(self.penalty(mask, features))
-        batch = ops.shape(feature_maps)[0]
-        height, width = self.grid_shape
-        channels = feature_maps.shape[-1]
-        per_channel = ops.reshape(
-            ops.transpose(ops.reshape(feature_maps, (batch, height * width, channels)), (0, 2, 1)),
-            (batch * channels, height * width),
-        )
-        spatially_pooled = ops.reshape(ops.matmul(per_channel, ops.cast(mask, per_channel.dtype)), (batch, channels, self.n_neurons))
-        drive = ops.sum(spatially_pooled * ops.cast(features, per_channel.dtype), axis=1)
-        return drive + ops.cast(self.bias, drive.dtype)
+        return _masked_readout(feature_maps, mask, features) + ops.cast(self.bias, feature_maps.dtype)
 
     def penalty(self, mask=None, features=None):
         """The sparsity penalty ``l1 * sum_n |mask_n|_1 |features_n|_1`` (a scalar)."""
@@ -175,13 +188,16 @@ class FullyConnectedReadout(keras.layers.Layer):
     filter of an LNP model. Penalties, added as layer losses: ``l2 * sum W^2``
     and a Laplacian smoothness of each neuron's spatial weights (see
     :class:`~keras_sysid.cores.LaplacianSmoothness`). Its memory is
-    ``N * H * W * C``: the price of not factorizing.
+    ``N * H * W * C``: the price of not factorizing. ``pool_size`` averages
+    the feature maps over ``pool x pool`` blocks first, which divides that
+    memory by ``pool**2`` for large cores and populations.
 
     Args:
         n_neurons: Number of neurons ``N``.
         l2: Strength of the L2 weight penalty.
         smoothness: Strength of the spatial Laplacian penalty.
         dropout: Dropout rate on the input features during training.
+        pool_size: Average-pool the feature maps by this factor first (1: off).
         kernel_initializer: Initializer of the ``(H * W * C, N)`` weight.
         bias_initializer: Initializer of the ``(N,)`` bias.
 
@@ -203,6 +219,7 @@ class FullyConnectedReadout(keras.layers.Layer):
         l2: float = 0.0,
         smoothness: float = 0.0,
         dropout: float = 0.0,
+        pool_size: int = 1,
         kernel_initializer="truncated_normal_small",
         bias_initializer="zeros",
         **kwargs,
@@ -212,7 +229,10 @@ class FullyConnectedReadout(keras.layers.Layer):
             raise ValueError(f"FullyConnectedReadout: n_neurons must be >= 1; got {n_neurons}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"FullyConnectedReadout: dropout must be in [0, 1); got {dropout}.")
+        if int(pool_size) < 1:
+            raise ValueError(f"FullyConnectedReadout: pool_size must be >= 1; got {pool_size}.")
         self.n_neurons = int(n_neurons)
+        self.pool_size = int(pool_size)
         self.l2 = float(l2)
         self.smoothness = float(smoothness)
         self.dropout = float(dropout)
@@ -223,6 +243,9 @@ class FullyConnectedReadout(keras.layers.Layer):
 
     def build(self, input_shape):
         height, width, channels = _check_feature_maps(type(self).__name__, input_shape)
+        height, width = height // self.pool_size, width // self.pool_size
+        if min(height, width) < 1:
+            raise ValueError(f"FullyConnectedReadout: pool_size {self.pool_size} is larger than the grid {input_shape[1:3]}.")
         self.grid_shape = (height, width)
         self.kernel = self.add_weight(
             shape=(height * width * channels, self.n_neurons), initializer=self.kernel_initializer, name="kernel"
@@ -246,14 +269,18 @@ class FullyConnectedReadout(keras.layers.Layer):
             self.add_loss(self.penalty())
         if self._dropout_layer is not None:
             feature_maps = self._dropout_layer(feature_maps, training=training)
+        if self.pool_size > 1:
+            feature_maps = ops.average_pool(feature_maps, self.pool_size, self.pool_size, padding="valid")
         flat = ops.reshape(feature_maps, (ops.shape(feature_maps)[0], -1))
         return ops.matmul(flat, ops.cast(self.kernel, flat.dtype)) + ops.cast(self.bias, flat.dtype)
 
     def rf_positions(self) -> np.ndarray:
-        """``(N, 2)`` (row, column) grid position of each neuron's largest weights."""
+        """``(N, 2)`` (row, column) position of each neuron's largest weights on
+        the core's (unpooled) grid."""
         height, width = self.grid_shape
         weights = np.abs(keras.ops.convert_to_numpy(self.spatial_kernel())).sum(axis=2)
-        return peak_positions(np.moveaxis(weights, -1, 0).reshape(self.n_neurons, height, width))
+        pooled = peak_positions(np.moveaxis(weights, -1, 0).reshape(self.n_neurons, height, width))
+        return pooled * self.pool_size + (self.pool_size - 1) / 2.0
 
     def channel_weights(self) -> np.ndarray:
         """How much each neuron reads each channel: summed ``|W|``, ``(C, N)``."""
@@ -270,7 +297,286 @@ class FullyConnectedReadout(keras.layers.Layer):
                 "l2": self.l2,
                 "smoothness": self.smoothness,
                 "dropout": self.dropout,
+                "pool_size": self.pool_size,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+def _triangle_mask(rows, columns, grid_shape):
+    """Bilinear-interpolation weights of points on a grid, ``(H * W, N)``.
+
+    The weight of grid cell ``(h, w)`` for a point ``(row, column)`` is
+    ``max(0, 1 - |h - row|) * max(0, 1 - |w - column|)``: exactly bilinear
+    interpolation, differentiable in the point, and separable, so it costs
+    ``(H + W) * N`` before the outer product.
+    """
+    height, width = grid_shape
+    dtype = rows.dtype
+    row_weights = ops.relu(1.0 - ops.abs(ops.cast(ops.arange(height), dtype)[:, None] - rows[None, :]))
+    column_weights = ops.relu(1.0 - ops.abs(ops.cast(ops.arange(width), dtype)[:, None] - columns[None, :]))
+    return ops.reshape(row_weights[:, None, :] * column_weights[None, :, :], (height * width, -1))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GaussianReadout(keras.layers.Layer):
+    """Gaussian readout: each neuron reads the core at one learned position.
+
+    Lurz et al. (2021): neuron ``n`` has a mean position ``mu_n`` (in
+    normalised grid coordinates, ``[-1, 1]`` along each axis) and a spread
+    ``sigma_n``. In training it reads the feature maps at a position sampled
+    from ``N(mu_n, sigma_n^2 I)`` (one sample per neuron per step), so the
+    gradient explores around ``mu_n`` and ``sigma_n`` shrinks as the position
+    firms up; at test time it reads at ``mu_n``. Reading is bilinear
+    interpolation of the ``C`` channels, then ``drive = features_n . x + bias``.
+    An L1 penalty ``l1 * sum |features|`` is added as a layer loss.
+
+    The read is a ``(H * W, N)`` interpolation mask applied with the same single
+    matmul as :class:`FactorizedReadout`, so its cost is the factorized one.
+
+    Args:
+        n_neurons: Number of neurons ``N``.
+        l1: Strength of the L1 penalty on the features.
+        init_mu_range: Initial means are uniform in ``[-r, r]`` on each axis.
+        init_sigma: Initial spread, in normalised coordinates.
+        features_initializer: Initializer of the ``(C, N)`` features.
+        bias_initializer: Initializer of the ``(N,)`` bias.
+        seed: Seed of the position sampling.
+
+    Input shape:
+        ``(batch, height, width, channels)`` feature maps.
+
+    Output shape:
+        ``(batch, n_neurons)`` drives.
+
+    Example:
+        >>> readout = GaussianReadout(n_neurons=100)
+        >>> readout(np.ones((8, 24, 52, 48), "float32")).shape
+        (8, 100)
+    """
+
+    def __init__(
+        self,
+        n_neurons: int,
+        l1: float = 0.001,
+        init_mu_range: float = 0.5,
+        init_sigma: float = 0.2,
+        features_initializer="truncated_normal_small",
+        bias_initializer="zeros",
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(n_neurons) < 1:
+            raise ValueError(f"GaussianReadout: n_neurons must be >= 1; got {n_neurons}.")
+        if l1 < 0 or not 0 <= init_mu_range <= 1 or init_sigma <= 0:
+            raise ValueError(
+                "GaussianReadout needs l1 >= 0, 0 <= init_mu_range <= 1 and init_sigma > 0; "
+                f"got {l1}, {init_mu_range}, {init_sigma}."
+            )
+        self.n_neurons = int(n_neurons)
+        self.l1 = float(l1)
+        self.init_mu_range = float(init_mu_range)
+        self.init_sigma = float(init_sigma)
+        self.features_initializer = _initializer(features_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        height, width, channels = _check_feature_maps(type(self).__name__, input_shape)
+        self.grid_shape = (height, width)
+        self.mu = self.add_weight(
+            shape=(self.n_neurons, 2),
+            initializer=keras.initializers.RandomUniform(-self.init_mu_range, self.init_mu_range, seed=self.seed),
+            name="mu",
+        )
+        self.sigma = self.add_weight(
+            shape=(self.n_neurons,), initializer=keras.initializers.Constant(self.init_sigma), name="sigma"
+        )
+        self.features = self.add_weight(
+            shape=(channels, self.n_neurons), initializer=self.features_initializer, name="features"
+        )
+        self.bias = self.add_weight(shape=(self.n_neurons,), initializer=self.bias_initializer, name="bias")
+
+    def positions(self, training=False):
+        """Read positions in normalised coordinates, ``(N, 2)``: sampled in training."""
+        mu = self.mu
+        if training:
+            noise = keras.random.normal((self.n_neurons, 2), seed=self.seed_generator, dtype=mu.dtype)
+            mu = mu + noise * ops.abs(self.sigma)[:, None]
+        return ops.clip(mu, -1.0, 1.0)
+
+    def call(self, feature_maps, training=False):
+        if self.l1 > 0:
+            self.add_loss(self.penalty())
+        height, width = self.grid_shape
+        position = ops.cast(self.positions(training=training), feature_maps.dtype)
+        rows = (position[:, 0] + 1.0) * 0.5 * (height - 1)
+        columns = (position[:, 1] + 1.0) * 0.5 * (width - 1)
+        mask = _triangle_mask(rows, columns, self.grid_shape)
+        drive = _masked_readout(feature_maps, mask, self.features)
+        return drive + ops.cast(self.bias, drive.dtype)
+
+    def penalty(self):
+        """``l1 * sum |features|`` (a scalar)."""
+        return self.l1 * ops.sum(ops.abs(self.features))
+
+    def rf_positions(self) -> np.ndarray:
+        """``(N, 2)`` (row, column) of each neuron's mean position, in grid cells."""
+        height, width = self.grid_shape
+        mu = np.clip(keras.ops.convert_to_numpy(self.mu), -1.0, 1.0)
+        return (mu + 1.0) * 0.5 * (np.array([height, width]) - 1.0)
+
+    def channel_weights(self) -> np.ndarray:
+        """How much each neuron reads each channel: ``|features|``, ``(C, N)``."""
+        return np.abs(keras.ops.convert_to_numpy(self.features))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_neurons)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "n_neurons": self.n_neurons,
+                "l1": self.l1,
+                "init_mu_range": self.init_mu_range,
+                "init_sigma": self.init_sigma,
+                "features_initializer": keras.initializers.serialize(self.features_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FixedMaskReadout(keras.layers.Layer):
+    """Fixed-location readout: a fixed Gaussian mask per neuron, learned features.
+
+    Batty et al. (2017) fix each neuron's spatial readout from the envelope of
+    its spike-triggered average and learn only which features it reads. Here
+    the mask of neuron ``n`` is a normalised Gaussian of width ``mask_sigma``
+    grid cells centred on ``positions[n]``, a non-trainable weight set with
+    :meth:`set_positions` (saved with the model's weights).
+    ``drive = sum_{h,w,c} mask[h,w,n] features[c,n] x[b,h,w,c] + bias``; an L1
+    penalty ``l1 * sum |features|`` is added as a layer loss.
+
+    Args:
+        n_neurons: Number of neurons ``N``.
+        mask_sigma: Width of each Gaussian mask, in grid cells.
+        l1: Strength of the L1 penalty on the features.
+        features_initializer: Initializer of the ``(C, N)`` features.
+        bias_initializer: Initializer of the ``(N,)`` bias.
+
+    Input shape:
+        ``(batch, height, width, channels)`` feature maps.
+
+    Output shape:
+        ``(batch, n_neurons)`` drives.
+
+    Example:
+        >>> readout = FixedMaskReadout(n_neurons=2, mask_sigma=1.5)
+        >>> readout.build((None, 24, 52, 48))
+        >>> readout.set_positions([[10.0, 20.0], [3.5, 40.0]])
+        >>> readout(np.ones((8, 24, 52, 48), "float32")).shape
+        (8, 2)
+    """
+
+    def __init__(
+        self,
+        n_neurons: int,
+        mask_sigma: float = 1.0,
+        l1: float = 0.001,
+        features_initializer="truncated_normal_small",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(n_neurons) < 1:
+            raise ValueError(f"FixedMaskReadout: n_neurons must be >= 1; got {n_neurons}.")
+        if mask_sigma <= 0 or l1 < 0:
+            raise ValueError(f"FixedMaskReadout needs mask_sigma > 0 and l1 >= 0; got {mask_sigma}, {l1}.")
+        self.n_neurons = int(n_neurons)
+        self.mask_sigma = float(mask_sigma)
+        self.l1 = float(l1)
+        self.features_initializer = _initializer(features_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        height, width, channels = _check_feature_maps(type(self).__name__, input_shape)
+        self.grid_shape = (height, width)
+        centre = [(height - 1) / 2.0, (width - 1) / 2.0]
+        self.positions = self.add_weight(
+            shape=(self.n_neurons, 2),
+            initializer=keras.initializers.Constant(np.tile(centre, (self.n_neurons, 1))),
+            trainable=False,
+            name="positions",
+        )
+        self.features = self.add_weight(
+            shape=(channels, self.n_neurons), initializer=self.features_initializer, name="features"
+        )
+        self.bias = self.add_weight(shape=(self.n_neurons,), initializer=self.bias_initializer, name="bias")
+
+    def set_positions(self, positions) -> None:
+        """Fixes each neuron's location.
+
+        Args:
+            positions: ``(N, 2)`` (row, column) in grid cells, inside the grid.
+        """
+        positions = np.asarray(positions, dtype="float64")
+        if positions.shape != (self.n_neurons, 2):
+            raise ValueError(f"FixedMaskReadout: positions must have shape ({self.n_neurons}, 2); got {positions.shape}.")
+        if not np.all(np.isfinite(positions)):
+            raise ValueError("FixedMaskReadout: positions contain NaN or inf.")
+        limit = np.asarray(self.grid_shape) - 1.0
+        if np.any(positions < 0) or np.any(positions > limit):
+            raise ValueError(f"FixedMaskReadout: positions must lie in the grid [0, {limit[0]}] x [0, {limit[1]}].")
+        self.positions.assign(positions.astype(self.positions.dtype))
+
+    def mask(self, dtype="float32"):
+        """The fixed masks, ``(H * W, N)``, each summing to 1."""
+        height, width = self.grid_shape
+        positions = ops.cast(self.positions, dtype)
+        rows = ops.cast(ops.arange(height), dtype)[:, None] - positions[None, :, 0]
+        columns = ops.cast(ops.arange(width), dtype)[:, None] - positions[None, :, 1]
+        scale = -0.5 / self.mask_sigma**2
+        mask = ops.exp(scale * ops.square(rows))[:, None, :] * ops.exp(scale * ops.square(columns))[None, :, :]
+        mask = ops.reshape(mask, (height * width, self.n_neurons))
+        return mask / ops.sum(mask, axis=0, keepdims=True)
+
+    def call(self, feature_maps):
+        if self.l1 > 0:
+            self.add_loss(self.penalty())
+        drive = _masked_readout(feature_maps, self.mask(feature_maps.dtype), self.features)
+        return drive + ops.cast(self.bias, drive.dtype)
+
+    def penalty(self):
+        """``l1 * sum |features|`` (a scalar)."""
+        return self.l1 * ops.sum(ops.abs(self.features))
+
+    def rf_positions(self) -> np.ndarray:
+        """The fixed ``(N, 2)`` (row, column) positions, in grid cells."""
+        return keras.ops.convert_to_numpy(self.positions).astype("float64")
+
+    def channel_weights(self) -> np.ndarray:
+        """How much each neuron reads each channel: ``|features|``, ``(C, N)``."""
+        return np.abs(keras.ops.convert_to_numpy(self.features))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_neurons)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "n_neurons": self.n_neurons,
+                "mask_sigma": self.mask_sigma,
+                "l1": self.l1,
+                "features_initializer": keras.initializers.serialize(self.features_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )

@@ -1,0 +1,124 @@
+"""Scores of a model on repeated test trials: the numbers of Table 1 and Lurz et al.
+
+All scores are per neuron first, then averaged over neurons:
+
+- ``corr_single``: correlation of prediction and response over single trials.
+- ``corr_avg``: correlation of prediction and the repeat-averaged response,
+  over images.
+- ``feve``: fraction of explainable variance explained (see
+  :func:`keras_sysid.metrics.feve`), averaged over neurons with explainable
+  variance.
+- ``frac_oracle``: slope of ``corr_single`` against the jackknife oracle
+  correlation across neurons, fitted through the origin (Lurz et al. 2021's
+  "fraction of oracle").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from keras_sysid import metrics
+
+
+@dataclasses.dataclass
+class RepeatScores:
+    """Per-neuron scores, ``(N,)`` each, and their summary."""
+
+    corr_single: np.ndarray
+    corr_avg: np.ndarray
+    feve: np.ndarray
+    oracle: np.ndarray
+    n_trials: int
+    n_images: int
+
+    def summary(self) -> dict:
+        """Averages over neurons, as plain floats and ints (JSON-ready)."""
+        oracle_power = float(np.sum(self.oracle**2))
+        return {
+            "corr_single": float(np.mean(self.corr_single)),
+            "corr_avg": float(np.mean(self.corr_avg)),
+            "feve": float(np.nanmean(self.feve)),
+            "frac_oracle": float(np.sum(self.corr_single * self.oracle) / oracle_power) if oracle_power > 0 else float("nan"),
+            "oracle": float(np.mean(self.oracle)),
+            "n_neurons": int(self.corr_single.shape[0]),
+            "n_trials": int(self.n_trials),
+            "n_images": int(self.n_images),
+        }
+
+
+def score_repeats(responses, predictions, groups) -> RepeatScores:
+    """Scores predictions of repeated trials.
+
+    Args:
+        responses: ``(trials, N)`` measured responses.
+        predictions: ``(trials, N)`` predictions for the same trials.
+        groups: One array of trial indices per image (its repeats), as from
+            :meth:`keras_sysid.data.StaticData.repeat_groups`.
+
+    Returns:
+        A :class:`RepeatScores`.
+    """
+    responses = np.asarray(responses, dtype="float64")
+    predictions = np.asarray(predictions, dtype="float64")
+    if responses.shape != predictions.shape or responses.ndim != 2:
+        raise ValueError(
+            f"responses and predictions must have the same (trials, neurons) shape; got {responses.shape} and {predictions.shape}."
+        )
+    if not groups:
+        raise ValueError("No repeat groups given.")
+    blocks = [responses[group] for group in groups]
+    # A model's prediction for an image does not depend on the repeat; average
+    # anyway so that stochastic or behaviour-dependent models are scored fairly.
+    image_predictions = np.stack([predictions[group].mean(axis=0) for group in groups])
+    image_means = np.stack([block.mean(axis=0) for block in blocks])
+    trials = np.concatenate(groups)
+    return RepeatScores(
+        corr_single=metrics.correlation(responses[trials], predictions[trials]),
+        corr_avg=metrics.correlation(image_means, image_predictions),
+        feve=metrics.feve(blocks, image_predictions),
+        oracle=metrics.oracle_correlation(blocks),
+        n_trials=int(len(trials)),
+        n_images=len(groups),
+    )
+
+
+def evaluate_model(model, data, tier: str = "test", batch_size: int = 256) -> RepeatScores:
+    """Predicts ``tier`` of a :class:`~keras_sysid.data.StaticData` and scores it.
+
+    Args:
+        model: Maps ``(batch, H, W, 1)`` images in the data's units to
+            ``(batch, N)`` responses in the data's units.
+        data: The data set; its neuron count must match the model's.
+        tier: Tier with repeated presentations (default ``"test"``).
+        batch_size: Prediction batch size.
+    """
+    images, responses = data.tier(tier)
+    n_model = getattr(model, "n_neurons", None)
+    if n_model is not None and n_model != data.n_neurons:
+        raise ValueError(f"The model predicts {n_model} neurons but the data {data.name!r} holds {data.n_neurons}.")
+    predictions = model.predict(images, batch_size=batch_size, verbose=0)
+    selected = data.indices(tier)
+    position = {trial: row for row, trial in enumerate(selected)}
+    groups = [np.array([position[t] for t in group]) for group in data.repeat_groups(tier)]
+    return score_repeats(responses, predictions, groups)
+
+
+def load_saved_model(path: str):
+    """Loads a ``.keras`` model file in Keras safe mode (no code, no pickle).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a readable Keras model.
+    """
+    import os
+
+    import keras
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such model file.")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a corrupt archive.
+        raise ValueError(f"{path}: not a readable Keras model ({type(error).__name__}: {error}).") from None

@@ -1,0 +1,151 @@
+"""The paper's rival models (Klindt et al. 2017, Table 1), fitted to real data.
+
+Every rival is a :func:`~keras_sysid.models.build_model` config; they differ
+only in core and readout:
+
+========================  ==========================  ==================================
+name                      core                        readout
+========================  ==========================  ==================================
+``lnp``                   none (pixels)               fully connected, smooth, L2
+``fully_connected``       paper's 3-layer CNN          fully connected + dropout + L2
+                                                      (McIntosh et al. 2016)
+``fixed_mask``            paper's 3-layer CNN          fixed Gaussian at the STA envelope's
+                                                      peak (Batty et al. 2017)
+``factorized``            paper's 3-layer CNN          factorized sparse (the paper)
+``gaussian``              paper's 3-layer CNN          learned Gaussian position
+                                                      (Lurz et al. 2021)
+========================  ==========================  ==================================
+
+:func:`fit_rival` fits one on the train tier of a
+:class:`~keras_sysid.data.StaticData` with early stopping on its validation
+tier, training on responses divided by each neuron's std and folding that
+scale back into the model, so the result predicts the data's own units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+
+from keras_sysid import positions
+from keras_sysid.models import build_model
+from keras_sysid.training import fit_with_schedule
+
+# The paper's core at the width used on mouse V1 (Lurz et al.'s baselines use
+# 48 to 64 channels); valid 13x13 then same 3x3 convolutions.
+MOUSE_CORE = {
+    "type": "stacked_conv2d",
+    "channels": 48,
+    "kernel_sizes": [13, 3, 3],
+    "smoothness": 0.01,
+    "group_sparsity": 0.001,
+}
+
+RIVALS = {
+    "lnp": {
+        "core": {"type": "identity"},
+        "readout": {"type": "fully_connected", "pool_size": 2, "l2": 0.001, "smoothness": 0.1},
+    },
+    "fully_connected": {
+        "core": MOUSE_CORE,
+        # Pooling by 2 keeps N x H x W x C at 80 M weights for 5335 neurons.
+        "readout": {"type": "fully_connected", "pool_size": 2, "l2": 0.001, "dropout": 0.2},
+    },
+    "fixed_mask": {"core": MOUSE_CORE, "readout": {"type": "fixed_mask", "mask_sigma": 1.5, "l1": 0.001}},
+    "factorized": {"core": MOUSE_CORE, "readout": {"type": "factorized", "l1": 0.05}},
+    "gaussian": {"core": MOUSE_CORE, "readout": {"type": "gaussian", "l1": 0.001, "init_mu_range": 0.5, "init_sigma": 0.2}},
+}
+
+
+@dataclasses.dataclass
+class FitSettings:
+    """Optimisation settings shared by every rival."""
+
+    max_epochs: int = 40
+    learning_rate: float = 0.003
+    patience: int = 4
+    n_decays: int = 2
+    batch_size: int = 64
+    seed: int = 0
+
+
+def build_rival(name: str, data, seed: int = 0) -> keras.Model:
+    """Builds (does not fit) rival ``name`` for a data set.
+
+    Image mean and std come from the data's train tier and live inside the
+    model. For ``fixed_mask`` each neuron's location is fixed here, from the
+    spike-triggered averages of the train tier.
+
+    Args:
+        name: A key of :data:`RIVALS`.
+        data: A :class:`~keras_sysid.data.StaticData` with a train tier.
+        seed: Seed of the weight initialisation.
+
+    Returns:
+        A built, uncompiled :class:`~keras_sysid.models.SystemIdentificationModel`
+        whose readout bias predicts each neuron's mean scaled response.
+    """
+    if name not in RIVALS:
+        raise ValueError(f"Unknown rival {name!r}; choose one of {sorted(RIVALS)}.")
+    keras.utils.set_random_seed(seed)
+    image_mean, image_std = data.image_statistics("train")
+    train_images, train_responses = data.tier("train")
+    scale = data.response_scale("train")
+    spec = RIVALS[name]
+    readout = dict(spec["readout"])
+    if readout["type"] == "gaussian":
+        readout["seed"] = seed
+    model = build_model(
+        n_neurons=data.n_neurons,
+        image_shape=data.image_shape,
+        core=spec["core"],
+        readout=readout,
+        image_mean=image_mean,
+        image_std=image_std,
+        mean_responses=(train_responses / scale).mean(axis=0),
+        name=name,
+    )
+    if readout["type"] == "fixed_mask":
+        pixels = positions.sta_envelope_positions(train_images, train_responses)
+        offset = (np.asarray(data.image_shape[:2]) - np.asarray(model.grid_shape)) / 2.0
+        limit = np.asarray(model.grid_shape) - 1.0
+        model.readout.set_positions(np.clip(pixels - offset, 0.0, limit))
+    return model
+
+
+def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int = 1, callbacks=()):
+    """Builds and fits rival ``name`` on ``data``'s train tier.
+
+    Early stopping (with learning-rate steps) watches the validation tier's
+    loss. Training targets are responses divided by
+    :meth:`~keras_sysid.data.StaticData.response_scale`; that scale is then set
+    on the model, so it predicts responses in the data's units.
+
+    Returns:
+        ``(model, info)`` with ``info`` = ``{"epochs", "seconds", "best_val_loss"}``.
+    """
+    settings = settings or FitSettings()
+    start = time.perf_counter()
+    model = build_rival(name, data, seed=settings.seed)
+    scale = data.response_scale("train")
+    history = fit_with_schedule(
+        model,
+        data.dataset("train", settings.batch_size, seed=settings.seed, response_scale=scale),
+        data.dataset("validation", 256, response_scale=scale),
+        max_epochs=settings.max_epochs,
+        learning_rate=settings.learning_rate,
+        patience=settings.patience,
+        n_decays=settings.n_decays,
+        verbose=verbose,
+        callbacks=callbacks,
+    )
+    model.set_response_scale(scale)
+    info = {
+        "epochs": len(history.epoch),
+        "seconds": round(time.perf_counter() - start, 1),
+        "best_val_loss": float(np.min(history.history["val_loss"])),
+    }
+    return model, info

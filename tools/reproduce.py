@@ -1,0 +1,70 @@
+r"""Reproduce the paper's comparisons: Table 1 on mouse V1, Fig. 5e on synthetic data.
+
+Progress goes to stdout; tables, JSON, CSV and figures go to ``--out``. Finished
+models are kept there and not refitted, so an interrupted run resumes.
+
+Examples:
+
+  # All five rivals on real mouse V1 data (about 20 min per CNN on 2 CPU cores).
+  python tools/reproduce.py --experiment mouse_v1 \
+      --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
+
+  # A quick look: two models, few epochs.
+  python tools/reproduce.py --experiment mouse_v1 --data DATA.zip \
+      --models factorized,lnp --max_epochs 5 --out runs/quick
+
+  # Fig. 5e: readouts on the nonlinear ground truth with 4, 8 and 16 cell types.
+  python tools/reproduce.py --experiment synthetic_types
+"""
+
+import json
+
+from absl import app, flags
+
+from keras_sysid import comparison, rivals
+
+_EXPERIMENT = flags.DEFINE_enum("experiment", None, ["mouse_v1", "synthetic_types"], "Which comparison.", required=True)
+_DATA = flags.DEFINE_string("data", None, "mouse_v1: a static*-preproc0 zip file or folder.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default runs/<experiment>).")
+_MODELS = flags.DEFINE_list(
+    "models", None,
+    f"mouse_v1: rivals to fit, of {list(rivals.RIVALS)}; synthetic_types: readouts, of "
+    f"{list(comparison.SYNTHETIC_READOUTS)}. Default: all.",
+)
+_MAX_EPOCHS = flags.DEFINE_integer("max_epochs", None, "Upper bound on epochs per model (default per experiment).")
+_N_TYPES = flags.DEFINE_list("n_types", ["4", "8", "16"], "synthetic_types: numbers of cell types.")
+_N_TRAIN = flags.DEFINE_integer("n_train", 8192, "synthetic_types: training images.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of initialisation and shuffling.")
+
+
+def main(argv):
+    del argv
+    out = _OUT.value or f"runs/{_EXPERIMENT.value}"
+    if _EXPERIMENT.value == "mouse_v1":
+        if not _DATA.value:
+            raise app.UsageError("--experiment mouse_v1 needs --data (a static*-preproc0 zip or folder).")
+        settings = rivals.FitSettings(seed=_SEED.value)
+        if _MAX_EPOCHS.value:
+            settings.max_epochs = _MAX_EPOCHS.value
+        rows = comparison.run_mouse_v1(
+            _DATA.value, out, models=_MODELS.value or tuple(rivals.RIVALS), settings=settings
+        )
+        columns = comparison.TABLE_COLUMNS
+    else:
+        settings = comparison.SyntheticTypesSettings(
+            n_types=tuple(int(n) for n in _N_TYPES.value), n_train=_N_TRAIN.value, seed=_SEED.value
+        )
+        if _MAX_EPOCHS.value:
+            settings.max_epochs = _MAX_EPOCHS.value
+        rows = comparison.run_synthetic_types(
+            out, readouts=_MODELS.value or tuple(comparison.SYNTHETIC_READOUTS), settings=settings
+        )
+        columns = ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds")
+    print()
+    print(comparison.format_table(rows, columns))
+    print(f"\nwritten to {out}/")
+    print(json.dumps([{key: row[key] for key in columns if key in row} for row in rows]))
+
+
+if __name__ == "__main__":
+    app.run(main)
