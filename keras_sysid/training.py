@@ -18,7 +18,8 @@ class EarlyStoppingWithDecay(keras.callbacks.Callback):
     divide by 3, three times). At the end the best weights are restored.
 
     Args:
-        monitor: Quantity to minimise (default ``"val_loss"``).
+        monitor: Quantity to watch (default ``"val_loss"``).
+        mode: ``"min"`` (a loss) or ``"max"`` (e.g. ``"val_correlation"``).
         patience: Epochs without improvement before a step.
         factor: Learning-rate multiplier per step.
         n_decays: Number of steps before stopping.
@@ -30,8 +31,11 @@ class EarlyStoppingWithDecay(keras.callbacks.Callback):
         ...           callbacks=[EarlyStoppingWithDecay(patience=5)])
     """
 
-    def __init__(self, monitor="val_loss", patience=5, factor=1.0 / 3.0, n_decays=3, min_delta=0.0, verbose=1):
+    def __init__(self, monitor="val_loss", patience=5, factor=1.0 / 3.0, n_decays=3, min_delta=0.0, verbose=1, mode="min"):
         super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"EarlyStoppingWithDecay: mode must be 'min' or 'max'; got {mode!r}.")
+        self.mode = mode
         if patience < 1 or not 0.0 < factor < 1.0 or n_decays < 0:
             raise ValueError(
                 f"EarlyStoppingWithDecay needs patience >= 1, 0 < factor < 1, n_decays >= 0; "
@@ -61,6 +65,7 @@ class EarlyStoppingWithDecay(keras.callbacks.Callback):
         if not np.isfinite(current):
             self.model.stop_training = True
             return
+        current = float(current) if self.mode == "min" else -float(current)
         if current < self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = float(current), epoch, 0
             self.best_weights = self.model.get_weights()
@@ -106,6 +111,7 @@ def fit_with_schedule(
     n_decays: int = 3,
     verbose: int = 1,
     callbacks=(),
+    monitor: str = "val_loss",
 ):
     """Compiles ``model`` and fits it with the paper's schedule.
 
@@ -121,12 +127,18 @@ def fit_with_schedule(
         n_decays: Learning-rate divisions by 3 before stopping.
         verbose: Keras verbosity (1: progress bar).
         callbacks: Extra Keras callbacks.
+        monitor: What early stopping watches: ``"val_loss"`` (minimised) or
+            ``"val_correlation"`` (maximised). The loss includes the penalties,
+            whose growth can hide a still-improving fit on noisy data.
 
     Returns:
         The Keras ``History``; ``len(history.epoch)`` is the number of epochs run.
     """
     compile_model(model, learning_rate)
-    schedule = EarlyStoppingWithDecay(patience=patience, n_decays=n_decays, verbose=verbose)
+    schedule = EarlyStoppingWithDecay(
+        monitor=monitor, patience=patience, n_decays=n_decays, verbose=verbose,
+        mode="max" if monitor.endswith("correlation") else "min",
+    )
     return model.fit(
         train_data,
         validation_data=validation_data,

@@ -84,3 +84,83 @@ def test_fully_connected_dropout_acts_only_in_training():
     np.testing.assert_allclose(inference, x.reshape(4, -1) @ w["kernel"] + w["bias"], rtol=1e-5, atol=1e-6)
     training = keras.ops.convert_to_numpy(layer(x, training=True))
     assert not np.allclose(training, inference)
+
+
+def _bilinear(x, row, col):
+    r0, c0 = int(np.floor(row)), int(np.floor(col))
+    dr, dc = row - r0, col - c0
+    value = 0.0
+    for rr, wr in ((r0, 1 - dr), (r0 + 1, dr)):
+        for cc, wc in ((c0, 1 - dc), (c0 + 1, dc)):
+            if 0 <= rr < x.shape[1] and 0 <= cc < x.shape[2]:
+                value = value + wr * wc * x[:, rr, cc, :]
+    return value
+
+
+def test_gaussian_readout_reads_bilinearly_at_the_mean_in_inference():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 5, 7, 4)).astype("float32")
+    layer = readouts.GaussianReadout(2, l1=0.0)
+    layer.build(x.shape)
+    mu = np.array([[-0.3, 0.45], [0.9, -1.0]], "float32")
+    layer.mu.assign(mu)
+    features = rng.standard_normal((4, 2)).astype("float32")
+    layer.features.assign(features)
+    layer.bias.assign(np.array([0.5, -0.2], "float32"))
+    rows = (mu[:, 0] + 1) / 2 * 4
+    cols = (mu[:, 1] + 1) / 2 * 6
+    expected = np.stack([_bilinear(x, rows[n], cols[n]) @ features[:, n] for n in range(2)], axis=1) + [0.5, -0.2]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x, training=False)), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(layer.rf_positions(), np.stack([rows, cols], axis=1), rtol=1e-6)
+
+
+def test_gaussian_readout_samples_positions_in_training_and_learns_them():
+    grid_rows, grid_cols = np.mgrid[:9, :9]
+    blob = np.exp(-((grid_rows - 6.0) ** 2 + (grid_cols - 2.0) ** 2) / 8.0)
+    x = blob[None, :, :, None].astype("float32")
+    layer = readouts.GaussianReadout(1, l1=0.0, init_mu_range=0.0, init_sigma=0.3, seed=3)
+    layer.build(x.shape)
+    layer.features.assign(np.ones((1, 1), "float32"))
+    a = keras.ops.convert_to_numpy(layer.positions(training=True))
+    b = keras.ops.convert_to_numpy(layer.positions(training=True))
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.positions(training=False)), [[0.0, 0.0]])
+    # Gradient ascent on the response moves the mean onto the blob's peak.
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.Adam(0.05)
+    for _ in range(150):
+        with tf.GradientTape() as tape:
+            loss = -layer(x, training=True)[0, 0]
+        grads = tape.gradient(loss, [layer.mu])
+        optimizer.apply_gradients(zip(grads, [layer.mu]))
+    np.testing.assert_allclose(layer.rf_positions()[0], [6.0, 2.0], atol=1.0)
+
+
+def test_fixed_mask_readout_masks_are_fixed_normalised_and_centred():
+    layer = readouts.FixedMaskReadout(2, mask_sigma=1.0, l1=0.0)
+    layer.build((None, 10, 12, 3))
+    layer.set_positions([[2.0, 3.0], [7.5, 9.0]])
+    mask = keras.ops.convert_to_numpy(layer.mask()).reshape(10, 12, 2)
+    np.testing.assert_allclose(mask.sum(axis=(0, 1)), 1.0, rtol=1e-5)
+    assert np.unravel_index(mask[..., 0].argmax(), (10, 12)) == (2, 3)
+    assert [w.name for w in layer.trainable_weights] == ["features", "bias"]
+    x = np.random.default_rng(0).standard_normal((4, 10, 12, 3)).astype("float32")
+    features = keras.ops.convert_to_numpy(layer.features)
+    expected = np.einsum("bhwc,hwn,cn->bn", x, mask, features)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="must lie in the grid"):
+        layer.set_positions([[2.0, 3.0], [10.0, 1.0]])
+    with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
+        layer.set_positions([[2.0, 3.0]])
+
+
+def test_fully_connected_pooling_matches_numpy():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 6, 8, 3)).astype("float32")
+    layer = readouts.FullyConnectedReadout(5, pool_size=2)
+    layer.build(x.shape)
+    assert layer.kernel.shape == (3 * 4 * 3, 5)
+    pooled = x.reshape(2, 3, 2, 4, 2, 3).mean(axis=(2, 4))
+    expected = pooled.reshape(2, -1) @ keras.ops.convert_to_numpy(layer.kernel)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5)

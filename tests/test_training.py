@@ -65,3 +65,16 @@ def test_seeded_training_is_reproducible():
 
     for a, b in zip(train(), train()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_schedule_in_max_mode_keeps_the_highest_correlation():
+    callback = EarlyStoppingWithDecay(monitor="val_correlation", mode="max", patience=1, n_decays=0, verbose=0)
+    model = _FakeModel()
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, value in enumerate([0.1, 0.3, 0.2]):
+        model.weights = [np.array(value)]
+        callback.on_epoch_end(epoch, {"val_correlation": value})
+    assert model.stop_training
+    callback.on_train_end()
+    assert float(model.weights[0]) == 0.3

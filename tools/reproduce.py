@@ -33,7 +33,8 @@ _MODELS = flags.DEFINE_list(
 )
 _MAX_EPOCHS = flags.DEFINE_integer("max_epochs", None, "Upper bound on epochs per model (default per experiment).")
 _N_TYPES = flags.DEFINE_list("n_types", ["4", "8", "16"], "synthetic_types: numbers of cell types.")
-_N_TRAIN = flags.DEFINE_integer("n_train", 8192, "synthetic_types: training images.")
+_N_TRAIN = flags.DEFINE_integer("n_train", comparison.SyntheticTypesSettings.n_train, "synthetic_types: training images.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", comparison.SyntheticTypesSettings.image_size, "synthetic_types: image side.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialisation and shuffling.")
 
 
@@ -52,7 +53,8 @@ def main(argv):
         columns = comparison.TABLE_COLUMNS
     else:
         settings = comparison.SyntheticTypesSettings(
-            n_types=tuple(int(n) for n in _N_TYPES.value), n_train=_N_TRAIN.value, seed=_SEED.value
+            n_types=tuple(int(n) for n in _N_TYPES.value), n_train=_N_TRAIN.value, image_size=_IMAGE_SIZE.value,
+            seed=_SEED.value,
         )
         if _MAX_EPOCHS.value:
             settings.max_epochs = _MAX_EPOCHS.value

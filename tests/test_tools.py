@@ -1,0 +1,81 @@
+"""The command-line tools, run as users run them (subprocesses, tiny data)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from static_tree import TIERS, write_tree
+
+from keras_sysid import rivals
+from keras_sysid.data.static import load_static
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(tool, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, os.path.join(_ROOT, "tools", tool), *args],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tools")
+    data = load_static(write_tree(str(folder)))
+    model = rivals.build_rival("factorized", data)
+    path = str(folder / "model.keras")
+    model.save(path)
+    return path
+
+
+def test_evaluate_prints_scores_as_last_line_on_a_test_only_file(saved_model, tmp_path):
+    tree = write_tree(str(tmp_path))
+    # Keep only the test trials, renumbered 0..n-1 as in a published file.
+    keep = [i for i, tier in enumerate(TIERS) if tier == "test"]
+    for folder in ("images", "responses", "behavior", "pupil_center"):
+        arrays = [np.load(os.path.join(tree, "data", folder, f"{i}.npy")) for i in keep]
+        for name in os.listdir(os.path.join(tree, "data", folder)):
+            os.remove(os.path.join(tree, "data", folder, name))
+        for new, array in enumerate(arrays):
+            np.save(os.path.join(tree, "data", folder, f"{new}.npy"), array)
+    for name in os.listdir(os.path.join(tree, "meta", "trials")):
+        path = os.path.join(tree, "meta", "trials", name)
+        np.save(path, np.load(path)[keep])
+    result = _run("evaluate.py", "--model", saved_model, "--data", tree)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("corr_single", "corr_avg", "feve", "frac_oracle", "n_neurons", "n_trials"):
+        assert key in scores
+    assert scores["n_trials"] == 6 and scores["n_neurons"] == 5
+
+
+def test_evaluate_names_a_neuron_count_mismatch_and_a_missing_model(saved_model, tmp_path):
+    other = write_tree(str(tmp_path), n_neurons=7)
+    result = _run("evaluate.py", "--model", saved_model, "--data", other)
+    assert result.returncode != 0 and "predicts 5 neurons but the data" in result.stderr and "holds 7" in result.stderr
+    result = _run("evaluate.py", "--model", str(tmp_path / "none.keras"), "--data", other)
+    assert result.returncode != 0 and "none.keras: no such model file" in result.stderr
+
+
+def test_reproduce_mouse_v1_writes_table_files_and_figures(tmp_path):
+    data = write_tree(str(tmp_path), zipped=True)
+    out = str(tmp_path / "out")
+    result = _run("reproduce.py", "--experiment", "mouse_v1", "--data", data, "--models", "lnp,factorized",
+                  "--max_epochs", "1", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [row["model"] for row in rows] == ["lnp", "factorized"]
+    for name in ("mouse_v1.json", "mouse_v1.csv", "corr_factorized_vs_rivals.png", "retinotopy_factorized.png",
+                 "factorized/model.keras", "lnp/scores.npz"):
+        assert os.path.exists(os.path.join(out, name)), name
+    with open(os.path.join(out, "mouse_v1.json")) as file:
+        assert "r_row" in json.load(file)[1]["retinotopy"]
+    again = _run("reproduce.py", "--experiment", "mouse_v1", "--data", data, "--models", "lnp,factorized",
+                 "--max_epochs", "1", "--out", out)
+    assert again.returncode == 0 and "already fitted" in again.stdout
