@@ -193,8 +193,9 @@ class SyntheticTypesSettings:
 def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSettings, verbose: int = 2):
     """Fits the paper's 3-layer core with one readout to a synthetic population.
 
-    For ``fixed_mask``, each neuron's location is the STA envelope's peak on
-    the training images, as Batty et al. fix it.
+    For ``fixed_mask``, each neuron's location is the peak of its
+    spike-triggered envelope on the training images
+    (:func:`~keras_sysid.positions.envelope_positions`).
 
     Returns:
         ``(model, info)`` with ``fev`` (mean over neurons, noise-free test
@@ -215,7 +216,7 @@ def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSett
         name=readout,
     )
     if readout == "fixed_mask":
-        pixels = positions.sta_envelope_positions(population.train.images, population.train.responses)
+        pixels = positions.envelope_positions(population.train.images, population.train.responses)
         offset = (np.asarray(population.image_shape[:2]) - np.asarray(model.grid_shape)) / 2.0
         model.readout.set_positions(np.clip(pixels - offset, 0.0, np.asarray(model.grid_shape) - 1.0))
     history = fit_with_schedule(

@@ -71,12 +71,39 @@ def _gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
     return along(2, along(1, maps))
 
 
-def sta_envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing: float = 2.0) -> np.ndarray:
-    """Each neuron's location from the envelope of its spike-triggered average.
+def spike_triggered_variances(images: np.ndarray, responses: np.ndarray) -> np.ndarray:
+    """Response-weighted average of squared standardised images, one per neuron.
 
-    The envelope is the STA's energy (``sta**2``) blurred by a Gaussian of
-    ``smoothing`` pixels, which merges on- and off-lobes into one blob whose
-    peak is the RF centre (Batty et al. 2017's fixed readout location).
+    ``stv[n] = sum_t (r[t, n] - mean_n) * z[t]**2 / T``: the diagonal of the
+    spike-triggered covariance. It is large where a neuron responds to
+    contrast of either sign, so it locates cells whose STA vanishes
+    (complex-like, energy cells).
+
+    Args:
+        images: ``(T, H, W)`` or ``(T, H, W, 1)``.
+        responses: ``(T, N)``.
+
+    Returns:
+        ``(N, H, W)`` float32.
+    """
+    images = np.asarray(images, dtype="float32")
+    images = images[..., 0] if images.ndim == 4 else images
+    n_trials, height, width = images.shape
+    pixels = images.reshape(n_trials, -1)
+    pixels = (pixels - pixels.mean()) / max(float(pixels.std()), 1e-12)
+    centred = np.asarray(responses, dtype="float32") - np.asarray(responses, dtype="float32").mean(axis=0)
+    return (centred.T @ np.square(pixels) / n_trials).reshape(-1, height, width)
+
+
+def envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing: float = 2.0) -> np.ndarray:
+    """Each neuron's location from the envelope of its spike-triggered statistics.
+
+    Batty et al. (2017) fix a neuron's readout location at the envelope of its
+    spike-triggered average. The envelope here sums two maps, each scaled to
+    a peak of 1: the STA's energy ``sta**2`` (simple, linear-like cells) and
+    ``|stv|`` (:func:`spike_triggered_variances`; cells with a symmetric
+    nonlinearity have no STA). Blurring by a Gaussian of ``smoothing`` pixels
+    merges on- and off-lobes into one blob whose peak is the RF centre.
 
     Args:
         images: ``(T, H, W)`` or ``(T, H, W, 1)``.
@@ -86,5 +113,10 @@ def sta_envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing:
     Returns:
         ``(N, 2)`` (row, column) in pixels.
     """
-    sta = spike_triggered_averages(images, responses)
-    return peak_positions(_gaussian_blur(sta.astype("float64") ** 2, smoothing))
+
+    def peak_normalised(maps):
+        return maps / np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-30)
+
+    first_order = peak_normalised(spike_triggered_averages(images, responses).astype("float64") ** 2)
+    second_order = peak_normalised(np.abs(spike_triggered_variances(images, responses).astype("float64")))
+    return peak_positions(_gaussian_blur(first_order + second_order, smoothing))

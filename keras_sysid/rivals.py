@@ -9,8 +9,9 @@ name                      core                        readout
 ``lnp``                   none (pixels)               fully connected, smooth, L2
 ``fully_connected``       paper's 3-layer CNN          fully connected + dropout + L2
                                                       (McIntosh et al. 2016)
-``fixed_mask``            paper's 3-layer CNN          fixed Gaussian at the STA envelope's
-                                                      peak (Batty et al. 2017)
+``fixed_mask``            paper's 3-layer CNN          fixed Gaussian at the peak of the
+                                                      spike-triggered envelope
+                                                      (Batty et al. 2017)
 ``factorized``            paper's 3-layer CNN          factorized sparse (the paper)
 ``gaussian``              paper's 3-layer CNN          learned Gaussian position
                                                       (Lurz et al. 2021)
@@ -77,7 +78,8 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
 
     Image mean and std come from the data's train tier and live inside the
     model. For ``fixed_mask`` each neuron's location is fixed here, from the
-    spike-triggered averages of the train tier.
+    spike-triggered envelope on the train tier
+    (:func:`~keras_sysid.positions.envelope_positions`).
 
     Args:
         name: A key of :data:`RIVALS`.
@@ -109,7 +111,7 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
         name=name,
     )
     if readout["type"] == "fixed_mask":
-        pixels = positions.sta_envelope_positions(train_images, train_responses)
+        pixels = positions.envelope_positions(train_images, train_responses)
         offset = (np.asarray(data.image_shape[:2]) - np.asarray(model.grid_shape)) / 2.0
         limit = np.asarray(model.grid_shape) - 1.0
         model.readout.set_positions(np.clip(pixels - offset, 0.0, limit))

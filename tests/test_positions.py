@@ -15,7 +15,18 @@ def test_sta_envelope_finds_a_linear_neurons_location():
     filters = np.stack(filters)
     drive = np.einsum("thw,nhw->tn", images, filters)
     responses = rng.poisson(np.log1p(np.exp(drive))).astype("float32")
-    found = positions.sta_envelope_positions(images, responses)
-    np.testing.assert_allclose(found, centres, atol=0.75)
+    found = positions.envelope_positions(images, responses)
+    np.testing.assert_allclose(found, centres, atol=1.0)
     sta = positions.spike_triggered_averages(images[..., None], responses)
     assert sta.shape == (3, 20, 30)
+
+
+def test_envelope_finds_an_energy_neuron_whose_sta_is_flat():
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((4000, 16, 16)).astype("float32")
+    rows, cols = np.mgrid[:16, :16]
+    gabor = np.exp(-((rows - 11.0) ** 2 + (cols - 4.0) ** 2) / 6.0) * np.cos(cols - 4.0)
+    drive = np.abs(np.einsum("thw,hw->t", images, gabor))[:, None]  # full-wave: no STA
+    responses = rng.poisson(drive).astype("float32")
+    assert np.abs(positions.spike_triggered_averages(images, responses)).max() < 0.1
+    np.testing.assert_allclose(positions.envelope_positions(images, responses)[0], [11.0, 4.0], atol=1.0)

@@ -33,7 +33,7 @@ def test_rival_shapes_training_and_round_trip(name, data, tmp_path):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.response_scale), data.response_scale(), rtol=1e-6)
 
 
-def test_fixed_mask_positions_come_from_the_sta(data):
+def test_fixed_mask_positions_come_from_the_envelope(data):
     model = rivals.build_rival("fixed_mask", data)
     fixed = model.readout.rf_positions()
     assert fixed.shape == (N_NEURONS, 2)
