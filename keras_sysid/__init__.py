@@ -4,12 +4,24 @@ A shared convolutional core learns *what* a population computes; a per-neuron
 readout learns *where* each neuron looks (Klindt et al., NeurIPS 2017).
 """
 
-from keras_sysid import cores, data, losses, metrics, models, readouts, training, validation
+from keras_sysid import (
+    cores,
+    data,
+    evaluation,
+    losses,
+    metrics,
+    models,
+    positions,
+    readouts,
+    rivals,
+    training,
+    validation,
+)
 from keras_sysid.cores import GroupSparsity, LaplacianSmoothness, StackedConv2DCore
 from keras_sysid.losses import PoissonLoss
 from keras_sysid.metrics import PearsonCorrelation
 from keras_sysid.models import SystemIdentificationModel, build_model
-from keras_sysid.readouts import FactorizedReadout, FullyConnectedReadout
+from keras_sysid.readouts import FactorizedReadout, FixedMaskReadout, FullyConnectedReadout, GaussianReadout
 from keras_sysid.training import EarlyStoppingWithDecay, fit_with_schedule
 
 __version__ = "0.1.0"
@@ -17,7 +29,9 @@ __version__ = "0.1.0"
 __all__ = [
     "EarlyStoppingWithDecay",
     "FactorizedReadout",
+    "FixedMaskReadout",
     "FullyConnectedReadout",
+    "GaussianReadout",
     "GroupSparsity",
     "LaplacianSmoothness",
     "PearsonCorrelation",
@@ -27,11 +41,14 @@ __all__ = [
     "build_model",
     "cores",
     "data",
+    "evaluation",
     "fit_with_schedule",
     "losses",
     "metrics",
     "models",
+    "positions",
     "readouts",
+    "rivals",
     "training",
     "validation",
 ]

@@ -26,6 +26,24 @@ def peak_positions(weight_maps: np.ndarray) -> np.ndarray:
     return np.stack([rows + row_shift, cols + col_shift], axis=1)
 
 
+def _standardised_pixels_and_centred_responses(images, responses):
+    """``(T, H*W)`` images standardised by their overall mean and std, ``(T, N)``
+    responses minus each neuron's mean, and ``(H, W)``."""
+    images = np.asarray(images, dtype="float32")
+    if images.ndim == 4:
+        if images.shape[-1] != 1:
+            raise ValueError(f"Spike-triggered statistics need single-channel images; got {images.shape}.")
+        images = images[..., 0]
+    responses = np.asarray(responses, dtype="float32")
+    if images.ndim != 3 or responses.ndim != 2 or len(images) != len(responses):
+        raise ValueError(
+            f"Spike-triggered statistics need images (T, H, W) and responses (T, N); got {images.shape}, {responses.shape}."
+        )
+    pixels = images.reshape(len(images), -1)
+    pixels = (pixels - pixels.mean()) / max(float(pixels.std()), 1e-12)
+    return pixels, responses - responses.mean(axis=0), images.shape[1:]
+
+
 def spike_triggered_averages(images: np.ndarray, responses: np.ndarray) -> np.ndarray:
     """Response-weighted average of standardised images, one per neuron.
 
@@ -39,21 +57,8 @@ def spike_triggered_averages(images: np.ndarray, responses: np.ndarray) -> np.nd
     Returns:
         ``(N, H, W)`` float32.
     """
-    images = np.asarray(images, dtype="float32")
-    if images.ndim == 4:
-        if images.shape[-1] != 1:
-            raise ValueError(f"spike_triggered_averages needs single-channel images; got {images.shape}.")
-        images = images[..., 0]
-    responses = np.asarray(responses, dtype="float32")
-    if images.ndim != 3 or responses.ndim != 2 or len(images) != len(responses):
-        raise ValueError(
-            f"spike_triggered_averages needs images (T, H, W) and responses (T, N); got {images.shape}, {responses.shape}."
-        )
-    n_trials, height, width = images.shape
-    pixels = images.reshape(n_trials, -1)
-    pixels = (pixels - pixels.mean()) / max(float(pixels.std()), 1e-12)
-    centred = responses - responses.mean(axis=0)
-    return (centred.T @ pixels / n_trials).reshape(-1, height, width)
+    pixels, centred, (height, width) = _standardised_pixels_and_centred_responses(images, responses)
+    return (centred.T @ pixels / len(pixels)).reshape(-1, height, width)
 
 
 def _gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
@@ -86,13 +91,8 @@ def spike_triggered_variances(images: np.ndarray, responses: np.ndarray) -> np.n
     Returns:
         ``(N, H, W)`` float32.
     """
-    images = np.asarray(images, dtype="float32")
-    images = images[..., 0] if images.ndim == 4 else images
-    n_trials, height, width = images.shape
-    pixels = images.reshape(n_trials, -1)
-    pixels = (pixels - pixels.mean()) / max(float(pixels.std()), 1e-12)
-    centred = np.asarray(responses, dtype="float32") - np.asarray(responses, dtype="float32").mean(axis=0)
-    return (centred.T @ np.square(pixels) / n_trials).reshape(-1, height, width)
+    pixels, centred, (height, width) = _standardised_pixels_and_centred_responses(images, responses)
+    return (centred.T @ np.square(pixels) / len(pixels)).reshape(-1, height, width)
 
 
 def envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing: float = 2.0) -> np.ndarray:

@@ -320,8 +320,65 @@ def _triangle_mask(rows, columns, grid_shape):
     return ops.reshape(row_weights[:, None, :] * column_weights[None, :, :], (height * width, -1))
 
 
+class _LocatedFeatureReadout(keras.layers.Layer):
+    """Shared part of readouts that read ``C`` features at one place per neuron.
+
+    Subclasses create their location weights in ``build`` (before calling
+    :meth:`_build_features`) and implement ``read_mask(dtype, training)``
+    returning ``(H * W, N)`` weights; the drive is
+    ``sum_{hw,c} mask[hw,n] features[c,n] x[b,hw,c] + bias[n]`` with the
+    penalty ``l1 * sum |features|`` added as a layer loss.
+    """
+
+    def __init__(self, n_neurons: int, l1: float, features_initializer, bias_initializer, **kwargs):
+        super().__init__(**kwargs)
+        if int(n_neurons) < 1:
+            raise ValueError(f"{type(self).__name__}: n_neurons must be >= 1; got {n_neurons}.")
+        if l1 < 0:
+            raise ValueError(f"{type(self).__name__}: l1 must be >= 0; got {l1}.")
+        self.n_neurons = int(n_neurons)
+        self.l1 = float(l1)
+        self.features_initializer = _initializer(features_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def _build_features(self, channels: int) -> None:
+        self.features = self.add_weight(
+            shape=(channels, self.n_neurons), initializer=self.features_initializer, name="features"
+        )
+        self.bias = self.add_weight(shape=(self.n_neurons,), initializer=self.bias_initializer, name="bias")
+
+    def call(self, feature_maps, training=False):
+        if self.l1 > 0:
+            self.add_loss(self.penalty())
+        mask = self.read_mask(feature_maps.dtype, training=training)
+        return _masked_readout(feature_maps, mask, self.features) + ops.cast(self.bias, feature_maps.dtype)
+
+    def penalty(self):
+        """``l1 * sum |features|`` (a scalar)."""
+        return self.l1 * ops.sum(ops.abs(self.features))
+
+    def channel_weights(self) -> np.ndarray:
+        """How much each neuron reads each channel: ``|features|``, ``(C, N)``."""
+        return np.abs(keras.ops.convert_to_numpy(self.features))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_neurons)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "n_neurons": self.n_neurons,
+                "l1": self.l1,
+                "features_initializer": keras.initializers.serialize(self.features_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GaussianReadout(keras.layers.Layer):
+class GaussianReadout(_LocatedFeatureReadout):
     """Gaussian readout: each neuron reads the core at one learned position.
 
     Lurz et al. (2021): neuron ``n`` has a mean position ``mu_n`` (in
@@ -368,20 +425,13 @@ class GaussianReadout(keras.layers.Layer):
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if int(n_neurons) < 1:
-            raise ValueError(f"GaussianReadout: n_neurons must be >= 1; got {n_neurons}.")
-        if l1 < 0 or not 0 <= init_mu_range <= 1 or init_sigma <= 0:
+        super().__init__(n_neurons, l1, features_initializer, bias_initializer, **kwargs)
+        if not 0 <= init_mu_range <= 1 or init_sigma <= 0:
             raise ValueError(
-                "GaussianReadout needs l1 >= 0, 0 <= init_mu_range <= 1 and init_sigma > 0; "
-                f"got {l1}, {init_mu_range}, {init_sigma}."
+                f"GaussianReadout needs 0 <= init_mu_range <= 1 and init_sigma > 0; got {init_mu_range}, {init_sigma}."
             )
-        self.n_neurons = int(n_neurons)
-        self.l1 = float(l1)
         self.init_mu_range = float(init_mu_range)
         self.init_sigma = float(init_sigma)
-        self.features_initializer = _initializer(features_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -396,10 +446,7 @@ class GaussianReadout(keras.layers.Layer):
         self.sigma = self.add_weight(
             shape=(self.n_neurons,), initializer=keras.initializers.Constant(self.init_sigma), name="sigma"
         )
-        self.features = self.add_weight(
-            shape=(channels, self.n_neurons), initializer=self.features_initializer, name="features"
-        )
-        self.bias = self.add_weight(shape=(self.n_neurons,), initializer=self.bias_initializer, name="bias")
+        self._build_features(channels)
 
     def positions(self, training=False):
         """Read positions in normalised coordinates, ``(N, 2)``: sampled in training."""
@@ -409,20 +456,13 @@ class GaussianReadout(keras.layers.Layer):
             mu = mu + noise * ops.abs(self.sigma)[:, None]
         return ops.clip(mu, -1.0, 1.0)
 
-    def call(self, feature_maps, training=False):
-        if self.l1 > 0:
-            self.add_loss(self.penalty())
+    def read_mask(self, dtype="float32", training=False):
+        """Bilinear weights at the read positions, ``(H * W, N)``."""
         height, width = self.grid_shape
-        position = ops.cast(self.positions(training=training), feature_maps.dtype)
+        position = ops.cast(self.positions(training=training), dtype)
         rows = (position[:, 0] + 1.0) * 0.5 * (height - 1)
         columns = (position[:, 1] + 1.0) * 0.5 * (width - 1)
-        mask = _triangle_mask(rows, columns, self.grid_shape)
-        drive = _masked_readout(feature_maps, mask, self.features)
-        return drive + ops.cast(self.bias, drive.dtype)
-
-    def penalty(self):
-        """``l1 * sum |features|`` (a scalar)."""
-        return self.l1 * ops.sum(ops.abs(self.features))
+        return _triangle_mask(rows, columns, self.grid_shape)
 
     def rf_positions(self) -> np.ndarray:
         """``(N, 2)`` (row, column) of each neuron's mean position, in grid cells."""
@@ -430,31 +470,14 @@ class GaussianReadout(keras.layers.Layer):
         mu = np.clip(keras.ops.convert_to_numpy(self.mu), -1.0, 1.0)
         return (mu + 1.0) * 0.5 * (np.array([height, width]) - 1.0)
 
-    def channel_weights(self) -> np.ndarray:
-        """How much each neuron reads each channel: ``|features|``, ``(C, N)``."""
-        return np.abs(keras.ops.convert_to_numpy(self.features))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.n_neurons)
-
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "n_neurons": self.n_neurons,
-                "l1": self.l1,
-                "init_mu_range": self.init_mu_range,
-                "init_sigma": self.init_sigma,
-                "features_initializer": keras.initializers.serialize(self.features_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "seed": self.seed,
-            }
-        )
+        config.update({"init_mu_range": self.init_mu_range, "init_sigma": self.init_sigma, "seed": self.seed})
         return config
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class FixedMaskReadout(keras.layers.Layer):
+class FixedMaskReadout(_LocatedFeatureReadout):
     """Fixed-location readout: a fixed Gaussian mask per neuron, learned features.
 
     Batty et al. (2017) fix each neuron's spatial readout from the envelope of
@@ -495,16 +518,10 @@ class FixedMaskReadout(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if int(n_neurons) < 1:
-            raise ValueError(f"FixedMaskReadout: n_neurons must be >= 1; got {n_neurons}.")
-        if mask_sigma <= 0 or l1 < 0:
-            raise ValueError(f"FixedMaskReadout needs mask_sigma > 0 and l1 >= 0; got {mask_sigma}, {l1}.")
-        self.n_neurons = int(n_neurons)
+        super().__init__(n_neurons, l1, features_initializer, bias_initializer, **kwargs)
+        if mask_sigma <= 0:
+            raise ValueError(f"FixedMaskReadout needs mask_sigma > 0; got {mask_sigma}.")
         self.mask_sigma = float(mask_sigma)
-        self.l1 = float(l1)
-        self.features_initializer = _initializer(features_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
         height, width, channels = _check_feature_maps(type(self).__name__, input_shape)
@@ -516,10 +533,7 @@ class FixedMaskReadout(keras.layers.Layer):
             trainable=False,
             name="positions",
         )
-        self.features = self.add_weight(
-            shape=(channels, self.n_neurons), initializer=self.features_initializer, name="features"
-        )
-        self.bias = self.add_weight(shape=(self.n_neurons,), initializer=self.bias_initializer, name="bias")
+        self._build_features(channels)
 
     def set_positions(self, positions) -> None:
         """Fixes each neuron's location.
@@ -537,8 +551,9 @@ class FixedMaskReadout(keras.layers.Layer):
             raise ValueError(f"FixedMaskReadout: positions must lie in the grid [0, {limit[0]}] x [0, {limit[1]}].")
         self.positions.assign(positions.astype(self.positions.dtype))
 
-    def mask(self, dtype="float32"):
+    def read_mask(self, dtype="float32", training=False):
         """The fixed masks, ``(H * W, N)``, each summing to 1."""
+        del training  # the mask does not depend on it
         height, width = self.grid_shape
         positions = ops.cast(self.positions, dtype)
         rows = ops.cast(ops.arange(height), dtype)[:, None] - positions[None, :, 0]
@@ -548,38 +563,13 @@ class FixedMaskReadout(keras.layers.Layer):
         mask = ops.reshape(mask, (height * width, self.n_neurons))
         return mask / ops.sum(mask, axis=0, keepdims=True)
 
-    def call(self, feature_maps):
-        if self.l1 > 0:
-            self.add_loss(self.penalty())
-        drive = _masked_readout(feature_maps, self.mask(feature_maps.dtype), self.features)
-        return drive + ops.cast(self.bias, drive.dtype)
-
-    def penalty(self):
-        """``l1 * sum |features|`` (a scalar)."""
-        return self.l1 * ops.sum(ops.abs(self.features))
-
     def rf_positions(self) -> np.ndarray:
         """The fixed ``(N, 2)`` (row, column) positions, in grid cells."""
         return keras.ops.convert_to_numpy(self.positions).astype("float64")
 
-    def channel_weights(self) -> np.ndarray:
-        """How much each neuron reads each channel: ``|features|``, ``(C, N)``."""
-        return np.abs(keras.ops.convert_to_numpy(self.features))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.n_neurons)
-
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "n_neurons": self.n_neurons,
-                "mask_sigma": self.mask_sigma,
-                "l1": self.l1,
-                "features_initializer": keras.initializers.serialize(self.features_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
+        config.update({"mask_sigma": self.mask_sigma})
         return config
 
 

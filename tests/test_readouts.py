@@ -141,7 +141,7 @@ def test_fixed_mask_readout_masks_are_fixed_normalised_and_centred():
     layer = readouts.FixedMaskReadout(2, mask_sigma=1.0, l1=0.0)
     layer.build((None, 10, 12, 3))
     layer.set_positions([[2.0, 3.0], [7.5, 9.0]])
-    mask = keras.ops.convert_to_numpy(layer.mask()).reshape(10, 12, 2)
+    mask = keras.ops.convert_to_numpy(layer.read_mask()).reshape(10, 12, 2)
     np.testing.assert_allclose(mask.sum(axis=(0, 1)), 1.0, rtol=1e-5)
     assert np.unravel_index(mask[..., 0].argmax(), (10, 12)) == (2, 3)
     assert [w.name for w in layer.trainable_weights] == ["features", "bias"]

@@ -1,6 +1,10 @@
-"""Data: synthetic ground truth and ``tf.data`` pipelines."""
+"""Data: synthetic ground truth, the ``static*-preproc0`` reader and ``tf.data`` pipelines.
+
+The TFDS builders live in :mod:`keras_sysid.data.tfds_builders` (imported on demand).
+"""
 
 from keras_sysid.data.pipeline import make_dataset
+from keras_sysid.data.static import StaticData, StaticDataError, load_static
 from keras_sysid.data.synthetic import (
     GROUND_TRUTHS,
     CNNGroundTruth,
@@ -15,7 +19,10 @@ __all__ = [
     "CNNGroundTruth",
     "DoGGroundTruth",
     "Split",
+    "StaticData",
+    "StaticDataError",
     "SyntheticPopulation",
+    "load_static",
     "make_dataset",
     "make_population",
 ]
