@@ -145,6 +145,30 @@ class FactorizedReadout(keras.layers.Layer):
         features = self.effective_features() if features is None else features
         return self.l1 * ops.sum(ops.sum(ops.abs(mask), axis=0) * ops.sum(ops.abs(features), axis=0))
 
+    def initialize_mask_at(self, positions, sigma: float = 1.5, total: float = 1.0) -> None:
+        """Starts each neuron's mask as a Gaussian bump at a guessed location.
+
+        The mask stays fully trainable; this only replaces the random start,
+        e.g. with locations from :func:`keras_sysid.positions.envelope_positions`,
+        so training refines a location instead of searching the whole grid.
+
+        Args:
+            positions: ``(N, 2)`` (row, column) in grid cells.
+            sigma: Bump width in grid cells.
+            total: Sum of each neuron's initial mask.
+        """
+        positions = np.asarray(positions, dtype="float64")
+        if positions.shape != (self.n_neurons, 2) or not np.all(np.isfinite(positions)):
+            raise ValueError(
+                f"FactorizedReadout: positions must be finite, of shape ({self.n_neurons}, 2); got {positions.shape}."
+            )
+        height, width = self.grid_shape
+        rows = np.arange(height)[:, None] - positions[None, :, 0]
+        columns = np.arange(width)[:, None] - positions[None, :, 1]
+        bumps = np.exp(-0.5 * rows**2 / sigma**2)[:, None, :] * np.exp(-0.5 * columns**2 / sigma**2)[None, :, :]
+        bumps = bumps.reshape(height * width, self.n_neurons)
+        self.mask.assign((total * bumps / bumps.sum(axis=0, keepdims=True)).astype(self.mask.dtype))
+
     def rf_positions(self) -> np.ndarray:
         """Each neuron's receptive-field centre on the core's grid.
 
