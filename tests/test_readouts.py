@@ -164,3 +164,14 @@ def test_fully_connected_pooling_matches_numpy():
     pooled = x.reshape(2, 3, 2, 4, 2, 3).mean(axis=(2, 4))
     expected = pooled.reshape(2, -1) @ keras.ops.convert_to_numpy(layer.kernel)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_factorized_mask_can_start_at_given_locations():
+    layer = readouts.FactorizedReadout(2, l1=0.0)
+    layer.build((None, 10, 12, 3))
+    layer.initialize_mask_at([[2.0, 3.0], [7.0, 9.0]], sigma=1.0)
+    mask = keras.ops.convert_to_numpy(layer.mask)
+    np.testing.assert_allclose(mask.sum(axis=0), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(layer.rf_positions(), [[2.0, 3.0], [7.0, 9.0]], atol=1e-3)
+    with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
+        layer.initialize_mask_at([[2.0, 3.0]])

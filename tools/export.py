@@ -1,0 +1,40 @@
+r"""Export a model (a .keras file or a zoo entry) to a TensorFlow SavedModel for serving.
+
+The SavedModel's ``serving_default`` signature maps ``images`` float32
+[None, H, W, 1] to ``responses`` float32 [None, N], both in the data's units.
+
+Examples:
+
+  python tools/export.py --model runs/mouse_v1/factorized/model.keras --out serving/mouse_v1/1
+
+  # Serve it (TensorFlow Serving's Docker image):
+  docker run -p 8501:8501 -v "$PWD/serving/mouse_v1:/models/mouse_v1" \
+      -e MODEL_NAME=mouse_v1 tensorflow/serving
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+from keras_sysid import evaluation, export, zoo
+
+_MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
+_OUT = flags.DEFINE_string("out", None, "SavedModel folder to write.", required=True)
+
+
+def main(argv):
+    del argv
+    try:
+        if os.path.isfile(_MODEL.value):
+            model = evaluation.load_saved_model(_MODEL.value)
+        else:
+            model = zoo.load(_MODEL.value)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    export.export_saved_model(model, _OUT.value)
+    print(f"wrote {_OUT.value}: serving_default images {list(model.image_shape)} -> responses [{model.n_neurons}]")
+
+
+if __name__ == "__main__":
+    app.run(main)
