@@ -1,0 +1,45 @@
+import keras
+import numpy as np
+
+import keras_sysid as ks
+from keras_sysid.training import compile_model
+from keras_sysid.transfer import with_new_readout
+
+
+def _pretrained():
+    return ks.build_model(
+        8, (20, 24), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [5, 3]},
+        readout={"type": "factorized", "l1": 0.02}, image_mean=10.0, image_std=2.0,
+    )
+
+
+def test_frozen_core_keeps_its_weights_and_readout_learns():
+    pretrained = _pretrained()
+    core_before = [w.copy() for w in pretrained.core.get_weights()]
+    model = with_new_readout(pretrained, n_neurons=3, mean_responses=np.ones(3))
+    assert model.n_neurons == 3 and model.readout.l1 == 0.02 and model.image_mean == 10.0
+    rng = np.random.default_rng(0)
+    images = rng.normal(10, 2, (32, 20, 24, 1)).astype("float32")
+    responses = rng.poisson(1.0, (32, 3)).astype("float32")
+    readout_before = [w.copy() for w in model.readout.get_weights()]
+    compile_model(model, 0.01, jit_compile=False)
+    model.fit(images, responses, epochs=2, batch_size=8, verbose=0)
+    for a, b in zip(model.core.get_weights(), core_before):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(model.readout.get_weights(), readout_before))
+    for a, b in zip(pretrained.core.get_weights(), core_before):  # the source model is untouched
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fine_tuning_trains_the_core_and_another_readout_kind_works():
+    pretrained = _pretrained()
+    model = with_new_readout(pretrained, n_neurons=5, readout={"type": "gaussian"}, freeze_core=False)
+    assert isinstance(model.readout, ks.GaussianReadout)
+    core_before = [w.copy() for w in model.core.get_weights()]
+    compile_model(model, 0.01, jit_compile=False)
+    rng = np.random.default_rng(1)
+    model.fit(rng.normal(10, 2, (16, 20, 24, 1)).astype("float32"), rng.poisson(1.0, (16, 5)).astype("float32"),
+              epochs=1, batch_size=8, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(model.core.get_weights(), core_before))
+    assert len(model.trainable_weights) > len(model.readout.trainable_weights)
+    keras.saving.serialize_keras_object(model)  # still a plain, saveable model
