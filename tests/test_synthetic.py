@@ -65,3 +65,23 @@ def test_dataset_batches_and_validates():
         make_dataset(np.zeros((4, 5, 5, 1)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="empty"):
         make_dataset(np.zeros((0, 5, 5, 1)), np.zeros((0, 2)))
+
+
+def test_new_neurons_share_the_features_of_the_population():
+    from keras_sysid.data.synthetic import new_neurons
+
+    old = make_population("cnn", n_neurons=40, n_types=3, image_size=24, n_train=64, n_validation=8, n_test=8, seed=0)
+    new = new_neurons(old, n_neurons=10, n_train=32, n_validation=8, n_test=16, seed=5)
+    assert new.n_neurons == 10 and new.train.images.shape == (32, 24, 24, 1)
+    np.testing.assert_array_equal(new.model.layer1, old.model.layer1)
+    # A new neuron computes the old feature map of its type, read at its place,
+    # through the old output stage of its type.
+    maps = old.model.feature_maps(new.test.images)
+    stage = old.model.output
+    for neuron in range(10):
+        kind = new.types[neuron]
+        reference = int(np.flatnonzero(old.types == kind)[0])
+        row, col = new.locations[neuron].astype(int) - 4
+        z = (maps[:, row, col, kind] - stage.drive_mean[reference]) / stage.drive_std[reference]
+        expected = np.logaddexp(0.0, stage.gain * z + stage.offset)
+        np.testing.assert_allclose(new.test.clean_responses[:, neuron], expected, rtol=1e-5, atol=1e-6)

@@ -307,3 +307,54 @@ def make_population(
     bounds = np.cumsum([0, n_train, n_validation, n_test])
     splits = [Split(images[a:b], noisy[a:b], clean[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     return SyntheticPopulation(ground_truth, model, locations.astype("float64"), types, *splits)
+
+
+def new_neurons(
+    population: SyntheticPopulation,
+    n_neurons: int,
+    n_train: int,
+    n_validation: int = 512,
+    n_test: int = 2048,
+    margin: int = 6,
+    seed: int = 1,
+) -> SyntheticPopulation:
+    """A new population of the same cell types: same features, new neurons and images.
+
+    The nonlinear CNN ground truth's filters, mixture and per-type output
+    stage are kept; locations, type assignment, images and noise are new.
+    This is the setting of transfer learning: a core fitted to
+    ``population`` already computes what the new neurons compute.
+
+    Args:
+        population: A ``"cnn"`` population.
+        n_neurons: Neurons of the new population.
+        n_train, n_validation, n_test: Images per split.
+        margin: RF centres keep this many pixels from the border.
+        seed: Seeds the new neurons, images and noise.
+
+    Returns:
+        A :class:`SyntheticPopulation`.
+    """
+    if population.ground_truth != "cnn":
+        raise ValueError(f"new_neurons needs the 'cnn' ground truth; got {population.ground_truth!r}.")
+    truth = population.model
+    image_size = population.image_shape[0]
+    n_types = truth.mixing.shape[1]
+    rng = np.random.default_rng(seed)
+    locations = rng.integers(margin, image_size - margin, size=(n_neurons, 2))
+    types = rng.integers(0, n_types, size=n_neurons)
+    # The output stage standardises per type, so it carries over neuron by neuron.
+    type_mean = np.zeros(n_types)
+    type_std = np.ones(n_types)
+    old = truth.output
+    type_mean[population.types] = np.asarray(old.drive_mean)
+    type_std[population.types] = np.asarray(old.drive_std)
+    output = LinearNonlinearStage(old.gain, old.offset, type_mean[types], type_std[types])
+    model = dataclasses.replace(truth, locations=locations, types=types, output=output)
+    n_total = n_train + n_validation + n_test
+    images = rng.standard_normal((n_total, image_size, image_size, 1), dtype="float32")
+    clean = model.respond(images)
+    noisy = (clean + rng.standard_normal(clean.shape) * np.sqrt(np.abs(clean))).astype("float32")
+    bounds = np.cumsum([0, n_train, n_validation, n_test])
+    splits = [Split(images[a:b], noisy[a:b], clean[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return SyntheticPopulation("cnn", model, locations.astype("float64"), types, *splits)
