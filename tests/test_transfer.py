@@ -43,3 +43,16 @@ def test_fine_tuning_trains_the_core_and_another_readout_kind_works():
     assert any(not np.array_equal(a, b) for a, b in zip(model.core.get_weights(), core_before))
     assert len(model.trainable_weights) > len(model.readout.trainable_weights)
     keras.saving.serialize_keras_object(model)  # still a plain, saveable model
+
+
+def test_learning_curve_rows_and_a_fresh_copy_has_new_weights():
+    from keras_sysid.data import make_population
+    from keras_sysid.transfer import fresh_copy, transfer_learning_curve
+
+    source = make_population("cnn", n_neurons=8, n_types=2, image_size=20, n_train=32, n_validation=8, n_test=8)
+    pretrained = ks.build_model(8, (20, 20), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [9, 3]})
+    fresh = fresh_copy(pretrained)
+    assert not np.array_equal(fresh.core.get_weights()[0], pretrained.core.get_weights()[0])
+    rows = transfer_learning_curve(pretrained, source, n_neurons=4, train_sizes=(16, 32), max_epochs=1, log=lambda _: None)
+    assert [row["n_train"] for row in rows] == [16, 32]
+    assert all(np.isfinite(row["fev_transferred"]) and np.isfinite(row["fev_fresh"]) for row in rows)
