@@ -251,7 +251,7 @@ class StaticData:
             dataset = dataset.map(normalise, num_parallel_calls=tf.data.AUTOTUNE)
         if cache:
             dataset = dataset.cache()
-        if tier == "train" if shuffle is None else shuffle:
+        if (tier == "train") if shuffle is None else shuffle:
             dataset = dataset.shuffle(len(selected), seed=seed, reshuffle_each_iteration=True)
         return dataset.batch(int(batch_size), drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 

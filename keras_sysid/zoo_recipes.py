@@ -1,0 +1,139 @@
+"""How each shipped zoo entry is made: model, facts (metadata.json) and model card.
+
+``tools/build_zoo.py --entry NAME`` runs a recipe and writes the entry with
+:func:`keras_sysid.zoo.save`. Every card states what the model predicts, its
+input and output units, the data (with citation and licence), the command
+that trained it and the metrics measured with ``tools/evaluate.py`` (or, for
+synthetic entries, against the known truth).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from keras_sysid import evaluation, experiments, metrics, rivals
+from keras_sysid.data.static import load_static
+from keras_sysid.data.synthetic import make_population
+from keras_sysid.simulators import groundtruth_model
+
+MOUSE_V1_CITATION = (
+    "Lurz, K.-K., Bashiri, M., Willeke, K., et al. (2021). Generalization in data-driven models of "
+    "primary visual cortex. ICLR 2021."
+)
+MOUSE_V1_LICENCE = (
+    "Trained on data licensed CC BY-NC-ND 4.0 by its authors: non-commercial research only; "
+    "cite Lurz et al. (2021)."
+)
+KLINDT_CITATION = (
+    "Klindt, D. A., Ecker, A. S., Euler, T., & Bethge, M. (2017). Neural system identification for large "
+    "populations separating \"what\" and \"where\". NeurIPS 30."
+)
+_MOUSE_DATA = "static20457-5-9-preproc0 (mouse V1 L2/3, 5335 neurons, 36x64 grey-scale natural images)"
+
+
+def _card_text(facts: dict) -> str:
+    lines = [f"# {facts['name']}", "", facts["description"], ""]
+    for key in ("input", "output", "data", "citation", "licence", "trained_with", "evaluated_with"):
+        if key in facts:
+            lines.append(f"- **{key.replace('_', ' ')}**: {facts[key]}")
+    lines += ["", "## Metrics", "", "```json", json.dumps(facts.get("metrics", {}), indent=2), "```", ""]
+    lines += ["Load it with `keras_sysid.zoo.load(\"" + facts["name"] + "\")`.", ""]
+    return "\n".join(lines)
+
+
+def mouse_v1(rival: str, data_path: str, model_path: str | None = None, settings: rivals.FitSettings | None = None):
+    """A rival fitted to the mouse V1 scan (or read from ``model_path``), scored on its test tier.
+
+    Returns:
+        ``(model, facts, card_text)``.
+    """
+    data = load_static(data_path)
+    if model_path:
+        model = evaluation.load_saved_model(model_path)
+        trained_with = f"python tools/reproduce.py --experiment mouse_v1 --data {data.name}.zip --models {rival}"
+    else:
+        model, _ = rivals.fit_rival(rival, data, settings, verbose=2)
+        trained_with = f"python tools/build_zoo.py --entry mouse_v1_{rival} --data {data.name}.zip"
+    scores = evaluation.evaluate_model(model, data, "test").summary()
+    facts = {
+        "name": f"mouse_v1_{rival}",
+        "description": (
+            f"The {rival} model of keras_sysid.rivals: predicts the responses of 5335 mouse V1 neurons "
+            "to grey-scale natural images."
+        ),
+        "input": "images float32 (batch, 36, 64, 1), pixel values as stored in the data (0..255)",
+        "output": "responses float32 (batch, 5335), in the data's units (the published responses)",
+        "n_neurons": data.n_neurons,
+        "image_shape": list(data.image_shape),
+        "data": _MOUSE_DATA,
+        "neuron_ids": "unit_ids in meta/neurons/unit_ids.npy of the data set, in file order",
+        "citation": MOUSE_V1_CITATION,
+        "licence": MOUSE_V1_LICENCE,
+        "trained_with": trained_with,
+        "evaluated_with": f"python tools/evaluate.py --model mouse_v1_{rival} --data {data.name}.zip",
+        "metrics": scores,
+    }
+    return model, facts, _card_text(facts)
+
+
+def synthetic_groundtruth(ground_truth: str):
+    """The true generating model of the default synthetic population (seed 0) as a simulator."""
+    config = experiments.SyntheticRunConfig(ground_truth=ground_truth, n_types=2 if ground_truth == "dog" else 4)
+    population = make_population(ground_truth, n_neurons=config.n_neurons, n_types=config.n_types,
+                                 image_size=config.image_size, n_train=64, n_validation=8, n_test=256,
+                                 jitter=config.jitter, seed=config.seed)
+    model = groundtruth_model(population)
+    error = float(np.max(np.abs(model.predict(population.test.images, verbose=0) - population.test.clean_responses)))
+    facts = {
+        "name": f"synthetic_{ground_truth}_groundtruth",
+        "description": (
+            f"The exact generating model of keras_sysid's '{ground_truth}' synthetic ground truth "
+            f"({config.n_neurons} neurons, {config.n_types} types, seed {config.seed}): a simulator of noise-free rates."
+        ),
+        "input": f"white-noise images float32 (batch, {config.image_size}, {config.image_size}, 1)",
+        "output": f"noise-free rates float32 (batch, {config.n_neurons})",
+        "locations": population.locations.tolist(),
+        "types": population.types.tolist(),
+        "data": "simulated, no recorded data",
+        "citation": KLINDT_CITATION,
+        "licence": "Apache-2.0 (this project)",
+        "trained_with": f"python tools/build_zoo.py --entry synthetic_{ground_truth}_groundtruth (constructed, not trained)",
+        "metrics": {"max_abs_error_vs_numpy_truth": error},
+    }
+    return model, facts, _card_text({k: v for k, v in facts.items() if k not in ("locations", "types")})
+
+
+def synthetic_factorized(ground_truth: str):
+    """The paper's factorized model fitted to the default synthetic population (``tools/train.py``)."""
+    config = experiments.SyntheticRunConfig(ground_truth=ground_truth, n_types=2 if ground_truth == "dog" else 4)
+    model, results = experiments.run_synthetic(config, verbose=2)
+    flags = "" if ground_truth == "dog" else " --ground_truth cnn --n_types 4"
+    facts = {
+        "name": f"synthetic_{ground_truth}_factorized",
+        "description": (
+            f"The factorized model fitted to keras_sysid's '{ground_truth}' synthetic ground truth "
+            f"({config.n_neurons} neurons, {config.n_types} types, seed {config.seed})."
+        ),
+        "input": f"white-noise images float32 (batch, {config.image_size}, {config.image_size}, 1)",
+        "output": f"rates float32 (batch, {config.n_neurons})",
+        "data": "simulated, no recorded data",
+        "citation": KLINDT_CITATION,
+        "licence": "Apache-2.0 (this project)",
+        "trained_with": f"python tools/train.py{flags}",
+        "config": dataclasses.asdict(config),
+        "metrics": {key: results[key] for key in ("fev", "fev_median", "rf_error_px", "frac_rf_within_1px", "corr_test")},
+    }
+    return model, facts, _card_text(facts)
+
+
+RECIPES = {
+    "mouse_v1_factorized": lambda args: mouse_v1("factorized", args["data"], args.get("model")),
+    "mouse_v1_gaussian": lambda args: mouse_v1("gaussian", args["data"], args.get("model")),
+    "synthetic_dog_groundtruth": lambda args: synthetic_groundtruth("dog"),
+    "synthetic_cnn_groundtruth": lambda args: synthetic_groundtruth("cnn"),
+    "synthetic_dog_factorized": lambda args: synthetic_factorized("dog"),
+    "synthetic_cnn_factorized": lambda args: synthetic_factorized("cnn"),
+}
