@@ -9,8 +9,10 @@ serialisable layers, whose ``predict`` gives the noise-free rates:
   the cells' DoG filters.
 - ``cnn``: a ``Sequential`` core, 9x9 convolution with filters ``W`` and
   ``-W`` -> ReLU -> 1x1 mixing (``relu(x) + relu(-x) = |x|``, so this is the
-  truth's full-wave rectification), and a factorized readout whose masks and
-  features are one-hot at each cell's location and type.
+  truth's full-wave rectification), and a Gaussian readout whose mean
+  positions sit exactly on each cell's grid location (a bilinear read there
+  is exact) with features one-hot at its type: ``N * (C + 4)`` numbers
+  instead of a ``N * H * W`` mask.
 
 Both end in the truth's output stage, ``softplus(gain * z + offset)``.
 """
@@ -21,7 +23,7 @@ import keras
 import numpy as np
 
 from keras_sysid.models import SystemIdentificationModel
-from keras_sysid.readouts import FactorizedReadout, FullyConnectedReadout
+from keras_sysid.readouts import FullyConnectedReadout, GaussianReadout
 
 
 def _dog_model(truth, image_shape, name):
@@ -48,21 +50,17 @@ def _cnn_model(truth, image_shape, name):
         ],
         name="core",
     )
-    readout = FactorizedReadout(n_neurons, l1=0.0, name="readout")
+    readout = GaussianReadout(n_neurons, l1=0.0, name="readout")
     model = SystemIdentificationModel(core, readout, image_shape, name=name)
     core.get_layer("layer1").kernel.assign(np.concatenate([truth.layer1, -truth.layer1], axis=-1)[:, :, None, :])
     core.get_layer("mixing").kernel.assign(np.concatenate([truth.mixing, truth.mixing], axis=0)[None, None])
-    grid_height, grid_width = model.grid_shape
-    margin = size // 2
-    mask = np.zeros((grid_height * grid_width, n_neurons), "float32")
-    rows = truth.locations[:, 0].astype(int) - margin
-    cols = truth.locations[:, 1].astype(int) - margin
-    mask[rows * grid_width + cols, np.arange(n_neurons)] = 1.0
+    grid = np.asarray(model.grid_shape, "float64")
+    on_grid = truth.locations.astype("float64") - size // 2
+    readout.mu.assign((2.0 * on_grid / (grid - 1.0) - 1.0).astype("float32"))
     stage = truth.output
     scale = stage.gain / np.asarray(stage.drive_std, "float64") * np.ones(n_neurons)
     features = np.zeros((n_types, n_neurons), "float32")
     features[truth.types, np.arange(n_neurons)] = scale
-    readout.mask.assign(mask)
     readout.features.assign(features)
     readout.bias.assign((stage.offset - scale * np.asarray(stage.drive_mean)).astype("float32"))
     return model
