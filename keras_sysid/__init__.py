@@ -15,7 +15,9 @@ from keras_sysid import (
     readouts,
     rivals,
     training,
+    transfer,
     validation,
+    zoo,
 )
 from keras_sysid.cores import GroupSparsity, LaplacianSmoothness, StackedConv2DCore
 from keras_sysid.losses import PoissonLoss
@@ -50,5 +52,7 @@ __all__ = [
     "readouts",
     "rivals",
     "training",
+    "transfer",
     "validation",
+    "zoo",
 ]
