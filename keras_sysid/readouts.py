@@ -72,6 +72,13 @@ class FactorizedReadout(keras.layers.Layer):
         l1: Strength of the sparsity penalty.
         positive_mask: Use ``|mask|`` (the paper's choice).
         positive_features: Use ``|features|`` (the paper's choice).
+        mask_positivity: How ``positive_mask`` is enforced: ``"abs"`` (the
+            paper's) or ``"relu"``. Under Adam, an ``|mask|`` entry the L1
+            penalty pushes to zero keeps flipping sign with steps of about the
+            learning rate, so ~1000 idle entries per neuron leave a noise floor
+            across the whole grid; with ``"relu"`` an entry that reaches zero
+            stays there (zero gradient), which makes the mask exactly sparse.
+            The initial mask is made non-negative so every entry starts alive.
         mask_initializer: Initializer of the ``(H * W, N)`` mask.
         features_initializer: Initializer of the ``(C, N)`` features.
         bias_initializer: Initializer of the ``(N,)`` bias; the model builder sets
@@ -95,6 +102,7 @@ class FactorizedReadout(keras.layers.Layer):
         l1: float = 0.01,
         positive_mask: bool = True,
         positive_features: bool = True,
+        mask_positivity: str = "abs",
         mask_initializer="truncated_normal_small",
         features_initializer="truncated_normal_small",
         bias_initializer="zeros",
@@ -109,6 +117,9 @@ class FactorizedReadout(keras.layers.Layer):
         self.l1 = float(l1)
         self.positive_mask = bool(positive_mask)
         self.positive_features = bool(positive_features)
+        if mask_positivity not in ("abs", "relu"):
+            raise ValueError(f"FactorizedReadout: mask_positivity must be 'abs' or 'relu'; got {mask_positivity!r}.")
+        self.mask_positivity = mask_positivity
         self.mask_initializer = _initializer(mask_initializer)
         self.features_initializer = _initializer(features_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -119,6 +130,8 @@ class FactorizedReadout(keras.layers.Layer):
         self.mask = self.add_weight(
             shape=(height * width, self.n_neurons), initializer=self.mask_initializer, name="mask"
         )
+        if self.positive_mask and self.mask_positivity == "relu":
+            self.mask.assign(ops.abs(self.mask))
         self.features = self.add_weight(
             shape=(channels, self.n_neurons), initializer=self.features_initializer, name="features"
         )
@@ -126,7 +139,9 @@ class FactorizedReadout(keras.layers.Layer):
 
     def effective_mask(self):
         """The mask as used in the forward pass, ``(H * W, N)``."""
-        return ops.abs(self.mask) if self.positive_mask else self.mask
+        if not self.positive_mask:
+            return self.mask
+        return ops.abs(self.mask) if self.mask_positivity == "abs" else ops.relu(self.mask)
 
     def effective_features(self):
         """The features as used in the forward pass, ``(C, N)``."""
@@ -195,6 +210,7 @@ class FactorizedReadout(keras.layers.Layer):
                 "l1": self.l1,
                 "positive_mask": self.positive_mask,
                 "positive_features": self.positive_features,
+                "mask_positivity": self.mask_positivity,
                 "mask_initializer": keras.initializers.serialize(self.mask_initializer),
                 "features_initializer": keras.initializers.serialize(self.features_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),

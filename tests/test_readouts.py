@@ -175,3 +175,22 @@ def test_factorized_mask_can_start_at_given_locations():
     np.testing.assert_allclose(layer.rf_positions(), [[2.0, 3.0], [7.0, 9.0]], atol=1e-3)
     with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
         layer.initialize_mask_at([[2.0, 3.0]])
+
+
+def test_relu_mask_positivity_keeps_zeroed_entries_at_zero():
+    import tensorflow as tf
+
+    layer = readouts.FactorizedReadout(2, l1=0.5, mask_positivity="relu")
+    x = np.random.default_rng(0).standard_normal((4, 3, 3, 2)).astype("float32")
+    layer(x)
+    assert np.all(keras.ops.convert_to_numpy(layer.mask) >= 0)  # every entry starts alive
+    mask = np.full((9, 2), 0.1, "float32")
+    mask[0, 0] = -0.2
+    layer.mask.assign(mask)
+    assert keras.ops.convert_to_numpy(layer.effective_mask())[0, 0] == 0.0
+    with tf.GradientTape() as tape:
+        loss = keras.ops.sum(layer(x)) + sum(layer.losses)
+    gradient = keras.ops.convert_to_numpy(tape.gradient(loss, layer.mask))
+    assert gradient[0, 0] == 0.0 and np.all(gradient[1:, 0] != 0.0)
+    with pytest.raises(ValueError, match="mask_positivity"):
+        readouts.FactorizedReadout(2, mask_positivity="square")
