@@ -9,21 +9,26 @@ Examples:
   python tools/evaluate.py --model runs/mouse_v1/factorized/model.keras \
       --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
 
+  # A zoo model.
+  python tools/evaluate.py --model mouse_v1_gaussian \
+      --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
+
   # Another tier with repeats, and per-neuron scores saved.
   python tools/evaluate.py --model model.keras --data static-folder/ \
       --tier validation --per_neuron scores.npz
 """
 
 import json
+import os
 import sys
 
 import numpy as np
 from absl import app, flags
 
-from keras_sysid import evaluation
+from keras_sysid import evaluation, zoo
 from keras_sysid.data.static import KNOWN_TIERS, StaticDataError, load_static
 
-_MODEL = flags.DEFINE_string("model", None, "A .keras model file.", required=True)
+_MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _DATA = flags.DEFINE_string("data", None, "A static*-preproc0 zip file or folder.", required=True)
 _TIER = flags.DEFINE_enum("tier", "test", list(KNOWN_TIERS), "Tier to score (needs repeated images).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Prediction batch size.")
@@ -34,7 +39,7 @@ def main(argv):
     del argv
     try:
         data = load_static(_DATA.value, tiers=[_TIER.value])
-        model = evaluation.load_saved_model(_MODEL.value)
+        model = evaluation.load_saved_model(_MODEL.value) if os.path.isfile(_MODEL.value) else zoo.load(_MODEL.value)
         scores = evaluation.evaluate_model(model, data, _TIER.value, _BATCH_SIZE.value)
     except (StaticDataError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
