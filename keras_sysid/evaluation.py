@@ -104,21 +104,3 @@ def evaluate_model(model, data, tier: str = "test", batch_size: int = 256) -> Re
     groups = [np.array([position[t] for t in group]) for group in data.repeat_groups(tier)]
     return score_repeats(responses, predictions, groups)
 
-
-def load_saved_model(path: str):
-    """Loads a ``.keras`` model file in Keras safe mode (no code, no pickle).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not a readable Keras model.
-    """
-    import os
-
-    import keras
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such model file.")
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:  # Keras raises many types for a corrupt archive.
-        raise ValueError(f"{path}: not a readable Keras model ({type(error).__name__}: {error}).") from None

@@ -165,3 +165,20 @@ def save(model: keras.Model, folder: str, card: dict, card_text: str) -> None:
     with open(os.path.join(folder, CHECKSUM_FILE), "w") as file:
         for name in _CHECKED_FILES:
             file.write(f"{sha256(os.path.join(folder, name))}  {name}\n")
+
+
+def load_any(model: str) -> keras.Model:
+    """Loads a ``.keras`` file, a zoo entry by name, or a zoo-format folder.
+
+    Raises:
+        FileNotFoundError: a ``.keras`` path that does not exist.
+        ValueError: an unreadable file, or an unknown name (:class:`ZooError`).
+    """
+    if model.endswith(".keras") or os.path.isfile(model):
+        if not os.path.isfile(model):
+            raise FileNotFoundError(f"{model}: no such model file.")
+        try:
+            return keras.saving.load_model(model, safe_mode=True)
+        except Exception as error:  # Keras raises many types for a corrupt archive.
+            raise ValueError(f"{model}: not a readable Keras model ({type(error).__name__}: {error}).") from None
+    return load(model)

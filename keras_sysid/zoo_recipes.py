@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from keras_sysid import evaluation, experiments, metrics, rivals
+from keras_sysid import evaluation, experiments, rivals, zoo
 from keras_sysid.data.static import load_static
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.simulators import groundtruth_model
@@ -52,7 +52,7 @@ def mouse_v1(rival: str, data_path: str, model_path: str | None = None, settings
     """
     data = load_static(data_path)
     if model_path:
-        model = evaluation.load_saved_model(model_path)
+        model = zoo.load_any(model_path)
         trained_with = f"python tools/reproduce.py --experiment mouse_v1 --data {data.name}.zip --models {rival}"
     else:
         model, _ = rivals.fit_rival(rival, data, settings, verbose=2)

@@ -19,7 +19,6 @@ Examples:
 """
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -39,7 +38,7 @@ def main(argv):
     del argv
     try:
         data = load_static(_DATA.value, tiers=[_TIER.value])
-        model = evaluation.load_saved_model(_MODEL.value) if os.path.isfile(_MODEL.value) else zoo.load(_MODEL.value)
+        model = zoo.load_any(_MODEL.value)
         scores = evaluation.evaluate_model(model, data, _TIER.value, _BATCH_SIZE.value)
     except (StaticDataError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")

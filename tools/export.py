@@ -12,12 +12,11 @@ Examples:
       -e MODEL_NAME=mouse_v1 tensorflow/serving
 """
 
-import os
 import sys
 
 from absl import app, flags
 
-from keras_sysid import evaluation, export, zoo
+from keras_sysid import export, zoo
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _OUT = flags.DEFINE_string("out", None, "SavedModel folder to write.", required=True)
@@ -26,10 +25,7 @@ _OUT = flags.DEFINE_string("out", None, "SavedModel folder to write.", required=
 def main(argv):
     del argv
     try:
-        if os.path.isfile(_MODEL.value):
-            model = evaluation.load_saved_model(_MODEL.value)
-        else:
-            model = zoo.load(_MODEL.value)
+        model = zoo.load_any(_MODEL.value)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     export.export_saved_model(model, _OUT.value)
