@@ -217,8 +217,7 @@ def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSett
     )
     if readout == "fixed_mask":
         pixels = positions.envelope_positions(population.train.images, population.train.responses)
-        offset = (np.asarray(population.image_shape[:2]) - np.asarray(model.grid_shape)) / 2.0
-        model.readout.set_positions(np.clip(pixels - offset, 0.0, np.asarray(model.grid_shape) - 1.0))
+        model.readout.set_positions(model.pixels_to_grid(pixels))
     history = fit_with_schedule(
         model,
         population.dataset("train", settings.batch_size, seed=settings.seed),

@@ -202,6 +202,15 @@ class SystemIdentificationModel(keras.Model):
             raise ValueError("response scale must be positive and finite for every neuron.")
         self.response_scale.assign(scale.astype(self.response_scale.dtype))
 
+    def _grid_offset(self) -> np.ndarray:
+        # Unit stride, symmetric cropping: grid cell i is centred on image pixel i + offset.
+        return (np.asarray(self.image_shape[:2]) - np.asarray(self.grid_shape)) / 2.0
+
+    def pixels_to_grid(self, pixel_positions) -> np.ndarray:
+        """Maps ``(N, 2)`` (row, column) image pixels to core grid cells, clipped into the grid."""
+        on_grid = np.asarray(pixel_positions, dtype="float64") - self._grid_offset()
+        return np.clip(on_grid, 0.0, np.asarray(self.grid_shape) - 1.0)
+
     def rf_positions(self) -> np.ndarray:
         """Each neuron's learned receptive-field centre in image pixels.
 
@@ -219,8 +228,7 @@ class SystemIdentificationModel(keras.Model):
                 f"{type(self.readout).__name__} has no notion of receptive-field position "
                 "(it needs rf_positions() and channel_weights())."
             )
-        offset = (np.asarray(self.image_shape[:2]) - np.asarray(self.grid_shape)) / 2.0
-        positions = self.readout.rf_positions() + offset
+        positions = self.readout.rf_positions() + self._grid_offset()
         channel_weights = self.readout.channel_weights()  # (C, N), non-negative
         channel_offsets = cores.channel_rf_offsets(self.core, self.image_shape)  # (C, 2)
         total = channel_weights.sum(axis=0)

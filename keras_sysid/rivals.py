@@ -122,9 +122,7 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
         name=name,
     )
     if readout["type"] == "fixed_mask" or spec.get("mask_init") == "envelope":
-        pixels = positions.envelope_positions(train_images, train_responses)
-        offset = (np.asarray(data.image_shape[:2]) - np.asarray(model.grid_shape)) / 2.0
-        on_grid = np.clip(pixels - offset, 0.0, np.asarray(model.grid_shape) - 1.0)
+        on_grid = model.pixels_to_grid(positions.envelope_positions(train_images, train_responses))
         if readout["type"] == "fixed_mask":
             model.readout.set_positions(on_grid)
         else:

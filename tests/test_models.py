@@ -153,3 +153,10 @@ def test_rf_positions_combine_mask_peak_and_kernel_offset():
     model.readout.features.assign(np.ones((1, 2), "float32"))
     # Grid cell (r, c) is centred on pixel (r + 2, c + 2); the kernel adds (-1, +1).
     np.testing.assert_allclose(model.rf_positions(), [[5, 9], [1, 13]], atol=1e-6)
+
+
+def test_pixels_to_grid_undoes_the_valid_crop_and_clips():
+    model = ks.build_model(3, (20, 24), core={"type": "stacked_conv2d", "channels": 2, "kernel_sizes": [13]})
+    assert model.grid_shape == (8, 12)
+    np.testing.assert_allclose(model.pixels_to_grid([[6.0, 6.0], [9.5, 10.0], [100.0, -5.0]]),
+                               [[0.0, 0.0], [3.5, 4.0], [7.0, 0.0]])
