@@ -82,8 +82,10 @@ def mouse_v1(rival: str, data_path: str, model_path: str | None = None, settings
 def synthetic_groundtruth(ground_truth: str):
     """The true generating model of the default synthetic population (seed 0) as a simulator."""
     config = experiments.SyntheticRunConfig(ground_truth=ground_truth, n_types=2 if ground_truth == "dog" else 4)
+    # The same split sizes as tools/train.py: the simulation draws the images
+    # before the cells' filters, so other sizes would give another truth.
     population = make_population(ground_truth, n_neurons=config.n_neurons, n_types=config.n_types,
-                                 image_size=config.image_size, n_train=64, n_validation=8, n_test=256,
+                                 image_size=config.image_size, n_train=config.n_train,
                                  jitter=config.jitter, seed=config.seed)
     model = groundtruth_model(population)
     error = float(np.max(np.abs(model.predict(population.test.images, verbose=0) - population.test.clean_responses)))
