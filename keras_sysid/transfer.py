@@ -125,3 +125,29 @@ def transfer_learning_curve(
         log(f"{n_train} images: FEV transferred {row['fev_transferred']:.3f}, fresh {row['fev_fresh']:.3f}")
         rows.append(row)
     return rows
+
+
+def learning_curve_for_entry(name_or_path: str, **kwargs) -> list[dict]:
+    """:func:`transfer_learning_curve` for a zoo entry fitted to a synthetic population.
+
+    The entry's ``metadata.json`` must hold the ``config`` of the run that
+    fitted it (a :class:`~keras_sysid.experiments.SyntheticRunConfig`, as
+    ``tools/build_zoo.py --entry synthetic_cnn_factorized`` writes); the source
+    population is simulated again from it.
+
+    Args:
+        name_or_path: Zoo name or folder.
+        **kwargs: Passed to :func:`transfer_learning_curve`.
+    """
+    from keras_sysid import experiments, zoo
+    from keras_sysid.data.synthetic import make_population
+
+    facts = zoo.metadata(name_or_path)
+    if "config" not in facts:
+        raise ValueError(f"{name_or_path}: metadata.json has no 'config' of a synthetic run to transfer from.")
+    config = experiments.SyntheticRunConfig(**facts["config"])
+    source = make_population(
+        config.ground_truth, n_neurons=config.n_neurons, n_types=config.n_types, image_size=config.image_size,
+        n_train=config.n_train, jitter=config.jitter, seed=config.seed,
+    )
+    return transfer_learning_curve(zoo.load(name_or_path), source, **kwargs)

@@ -79,3 +79,20 @@ def test_reproduce_mouse_v1_writes_table_files_and_figures(tmp_path):
     again = _run("reproduce.py", "--experiment", "mouse_v1", "--data", data, "--models", "lnp,factorized",
                  "--max_epochs", "1", "--out", out)
     assert again.returncode == 0 and "already fitted" in again.stdout
+
+
+def test_transfer_tool_runs_on_a_tiny_synthetic_entry(tmp_path):
+    import dataclasses
+
+    import keras_sysid as ks
+    from keras_sysid import experiments, zoo
+
+    config = experiments.SyntheticRunConfig(ground_truth="cnn", n_neurons=8, n_types=2, image_size=20, n_train=32)
+    model = ks.build_model(8, (20, 20), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [9, 3]})
+    folder = str(tmp_path / "tiny_cnn")
+    zoo.save(model, folder, {"name": "tiny_cnn", "config": dataclasses.asdict(config)}, "# tiny\n")
+    result = _run("transfer.py", "--pretrained", folder, "--sizes", "16,32", "--n_neurons", "4", "--max_epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [row["n_train"] for row in rows] == [16, 32]
+    assert {"fev_transferred", "fev_fresh"} <= set(rows[0])
