@@ -220,7 +220,7 @@ def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSett
         model.readout.set_positions(model.pixels_to_grid(pixels))
     history = fit_with_schedule(
         model,
-        population.dataset("train", settings.batch_size, seed=settings.seed),
+        population.epoch_stream("train", settings.batch_size, seed=settings.seed),
         population.dataset("validation", 256),
         max_epochs=settings.max_epochs,
         learning_rate=settings.learning_rate,

@@ -7,13 +7,14 @@ against the truth (FEV on noise-free test rates, RF localisation error).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
 import keras
 import numpy as np
 
-from keras_sysid import metrics
+from keras_sysid import distribute, metrics
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.models import build_model
 from keras_sysid.training import fit_with_schedule
@@ -78,8 +79,21 @@ def model_for(config: SyntheticRunConfig, image_shape, mean_responses) -> keras.
     )
 
 
-def run_synthetic(config: SyntheticRunConfig, verbose: int = 1, callbacks=()) -> tuple[keras.Model, dict]:
+def run_synthetic(
+    config: SyntheticRunConfig, verbose: int = 1, callbacks=(), backup_dir=None, strategy=None
+) -> tuple[keras.Model, dict]:
     """Simulates, fits and scores one model.
+
+    Args:
+        config: The run's settings.
+        verbose: Keras verbosity.
+        callbacks: Extra Keras callbacks.
+        backup_dir: Folder that keeps the fit resumable: rerunning the same
+            config with it continues after the last completed epoch (see
+            :func:`~keras_sysid.training.fit_with_schedule`).
+        strategy: A ``tf.distribute`` strategy (see
+            :mod:`keras_sysid.distribute`); ``config.batch_size`` is the
+            global batch.
 
     Returns:
         ``(model, results)`` where ``results`` holds ``fev`` (mean over neurons
@@ -99,17 +113,26 @@ def run_synthetic(config: SyntheticRunConfig, verbose: int = 1, callbacks=()) ->
         jitter=config.jitter,
         seed=config.seed,
     )
-    model = model_for(config, population.image_shape, population.train.responses.mean(axis=0))
-    history = fit_with_schedule(
-        model,
-        population.dataset("train", config.batch_size, seed=config.seed),
-        population.dataset("validation", 256),
-        max_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        patience=config.patience,
-        verbose=verbose,
-        callbacks=callbacks,
-    )
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
+        model = model_for(config, population.image_shape, population.train.responses.mean(axis=0))
+    replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+    batch_statistics = distribute.synchronized_batch_norm(model) if replicas > 1 else contextlib.nullcontext()
+    with scope(), batch_statistics:
+        history = fit_with_schedule(
+            model,
+            population.epoch_stream("train", config.batch_size, seed=config.seed),
+            population.dataset("validation", 256),
+            max_epochs=config.epochs,
+            learning_rate=config.learning_rate,
+            patience=config.patience,
+            verbose=verbose,
+            callbacks=callbacks,
+            backup_dir=backup_dir,
+            fingerprint=dataclasses.asdict(config),
+        )
     prediction = model.predict(population.test.images, batch_size=256, verbose=0)
     fev = metrics.fev(population.test.clean_responses, prediction)
     distance = metrics.rf_distance(model.rf_positions(), population.locations)
@@ -120,6 +143,8 @@ def run_synthetic(config: SyntheticRunConfig, verbose: int = 1, callbacks=()) ->
         "rf_error_px": float(np.median(distance)),
         "frac_rf_within_1px": float(np.mean(distance <= 1.0)),
         "epochs": len(history.epoch),
+        "final_loss": float(history.history["loss"][-1]),
+        "best_val_loss": float(np.min(history.history["val_loss"])),
         "seconds": round(time.perf_counter() - start, 1),
         "config": dataclasses.asdict(config),
     }

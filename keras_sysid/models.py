@@ -164,6 +164,37 @@ class SystemIdentificationModel(keras.Model):
         self._check_arrays(x, None, "prediction")
         return super().predict(x, *args, **kwargs)
 
+    def train_step(self, data):
+        return self._reducible_across_workers(super().train_step(data))
+
+    def test_step(self, data):
+        return self._reducible_across_workers(super().test_step(data))
+
+    def _reducible_across_workers(self, logs):
+        # Under MultiWorkerMirroredStrategy, Keras' TensorFlow trainer averages
+        # each step's logs with reduce(axis=0), which fails on scalars
+        # (tensorflow/tensorflow#72388); as 1-element vectors they average to
+        # the same scalar.
+        strategy = getattr(self, "_distribute_strategy", None)
+        in_multi_worker_mode = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode", None)
+        if in_multi_worker_mode is None or not in_multi_worker_mode():
+            return logs
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TensorFlow trainer builds the compiled metrics from one batch,
+        # which it first averages across replicas; MultiWorkerMirroredStrategy
+        # cannot do that reduction eagerly and fit fails. Only the batch's
+        # shapes matter here, so this worker's own first replica batch serves.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is not None and strategy is not None:
+            for _, _, batches in iterator:
+                first = next(batches)
+                data_batch = keras.tree.map_structure(lambda value: strategy.experimental_local_results(value)[0], first)
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     # -- science helpers ------------------------------------------------------
 
     def set_mean_responses(self, mean_responses) -> None:

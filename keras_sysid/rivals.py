@@ -126,7 +126,7 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
         if readout["type"] == "fixed_mask":
             model.readout.set_positions(on_grid)
         else:
-            model.readout.initialize_mask_at(on_grid)
+            model.readout.initialize_mask_at(on_grid, total=spec.get("mask_init_total", 1.0))
     return model
 
 
@@ -148,7 +148,7 @@ def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int
     scale = data.response_scale("train")
     history = fit_with_schedule(
         model,
-        data.dataset("train", settings.batch_size, seed=settings.seed, response_scale=scale),
+        data.epoch_stream("train", settings.batch_size, seed=settings.seed, response_scale=scale),
         data.dataset("validation", 256, response_scale=scale),
         max_epochs=settings.max_epochs,
         learning_rate=RIVALS[name].get("learning_rate", settings.learning_rate),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_sysid.data.pipeline import EpochStream
 from keras_sysid.losses import PoissonLoss
 from keras_sysid.metrics import PearsonCorrelation
+from keras_sysid.resume import TrainingBackup
 
 
 class EarlyStoppingWithDecay(keras.callbacks.Callback):
@@ -89,6 +91,19 @@ class EarlyStoppingWithDecay(keras.callbacks.Callback):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
+    def get_state(self) -> tuple[dict, list | None]:
+        """``(counters, best_weights)``: what a resumed fit needs to go on identically."""
+        counters = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "decays_done": self.decays_done}
+        return counters, self.best_weights
+
+    def set_state(self, counters: dict, best_weights) -> None:
+        """Restores a :meth:`get_state` (call after ``on_train_begin``)."""
+        self.best = float(counters["best"])
+        self.best_epoch = int(counters["best_epoch"])
+        self.wait = int(counters["wait"])
+        self.decays_done = int(counters["decays_done"])
+        self.best_weights = best_weights
+
 
 def compile_model(model: keras.Model, learning_rate: float = 1e-3, jit_compile="auto") -> keras.Model:
     """Compiles with Adam, :class:`PoissonLoss` and a :class:`PearsonCorrelation` metric."""
@@ -112,13 +127,18 @@ def fit_with_schedule(
     verbose: int = 1,
     callbacks=(),
     monitor: str = "val_loss",
+    backup_dir=None,
+    fingerprint=None,
+    jit_compile="auto",
 ):
     """Compiles ``model`` and fits it with the paper's schedule.
 
     Args:
         model: A :class:`~keras_sysid.models.SystemIdentificationModel`.
-        train_data: A ``tf.data.Dataset`` (or anything ``fit`` accepts) of
-            ``(images, responses)`` batches.
+        train_data: An :class:`~keras_sysid.data.pipeline.EpochStream` (whose
+            epoch orders make resumed and distributed fits equal one
+            uninterrupted single-device fit), or anything ``fit`` accepts,
+            e.g. a ``tf.data.Dataset`` of ``(images, responses)`` batches.
         validation_data: The same for the validation split; it drives early
             stopping.
         max_epochs: Upper bound on epochs.
@@ -130,21 +150,60 @@ def fit_with_schedule(
         monitor: What early stopping watches: ``"val_loss"`` (minimised) or
             ``"val_correlation"`` (maximised). The loss includes the penalties,
             whose growth can hide a still-improving fit on noisy data.
+        backup_dir: Folder for a :class:`~keras_sysid.resume.TrainingBackup`.
+            When it holds a backup, the fit continues after its last completed
+            epoch (or, if that run had finished, just loads its result); with
+            a seeded ``tf.data`` shuffle the result equals an uninterrupted run's.
+        fingerprint: The run's config, stored with the backup; resuming a
+            backup with another fingerprint raises
+            :class:`~keras_sysid.resume.BackupError`.
+        jit_compile: Passed to ``compile`` (``"auto"``, ``True`` or ``False``).
 
     Returns:
-        The Keras ``History``; ``len(history.epoch)`` is the number of epochs run.
+        The Keras ``History``; ``len(history.epoch)`` is the number of epochs
+        run (earlier, resumed runs included).
     """
-    compile_model(model, learning_rate)
+    compile_model(model, learning_rate, jit_compile=jit_compile)
     schedule = EarlyStoppingWithDecay(
         monitor=monitor, patience=patience, n_decays=n_decays, verbose=verbose,
         mode="max" if monitor.endswith("correlation") else "min",
     )
-    return model.fit(
+    callbacks = [schedule, keras.callbacks.TerminateOnNaN(), *callbacks]
+    initial_epoch = 0
+    if backup_dir is not None:
+        backup = TrainingBackup(backup_dir, schedule, fingerprint)
+        if backup.finished():
+            backup.restore(model)
+            return _history_of(model, backup.history())
+        initial_epoch = backup.completed_epochs()
+        callbacks.append(backup)
+        if verbose and initial_epoch:
+            print(f"Resuming from {backup_dir} after epoch {initial_epoch}.")
+    if isinstance(train_data, EpochStream):
+        steps_per_epoch = train_data.steps_per_epoch
+        train_data = train_data.dataset(first_epoch=initial_epoch)
+    else:
+        steps_per_epoch = None
+    history = model.fit(
         train_data,
         validation_data=validation_data,
         epochs=max_epochs,
-        callbacks=[schedule, keras.callbacks.TerminateOnNaN(), *callbacks],
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
         verbose=verbose,
         # Arrays are shuffled by fit; datasets shuffle themselves (make_dataset does).
         shuffle=hasattr(train_data, "shape"),
     )
+    if backup_dir is not None:
+        return _history_of(model, backup.logs())
+    return history
+
+
+def _history_of(model: keras.Model, logs: dict) -> keras.callbacks.History:
+    """A ``History`` holding every epoch's logs, the finished runs' included."""
+    history = keras.callbacks.History()
+    history.set_model(model)
+    history.history = {key: list(values) for key, values in logs.items()}
+    history.epoch = list(range(len(next(iter(logs.values()), []))))
+    return history

@@ -113,7 +113,7 @@ def transfer_learning_curve(
         for label, model in candidates.items():
             history = fit_with_schedule(
                 model,
-                population.dataset("train", 64, seed=seed),
+                population.epoch_stream("train", 64, seed=seed),
                 population.dataset("validation", 256),
                 max_epochs=max_epochs,
                 learning_rate=learning_rate,

@@ -15,8 +15,18 @@ Examples:
   python tools/train.py --ground_truth cnn --n_types 4 --core identity \
       --readout fully_connected
 
-  # Save the model (.keras) and the results (results.json).
+  # Save the model (.keras) and the results (results.json). The run is
+  # resumable: after a crash or kill -9, rerun the same command and it goes on
+  # from the last completed epoch (backups in runs/dog/backup).
   python tools/train.py --out runs/dog
+
+  # Data-parallel over all local GPUs (or, without GPUs, 2 logical CPUs).
+  python tools/train.py --strategy mirrored --logical_cpus 2
+
+  # Two workers (run one command per machine, index 0 and 1); worker 0 writes --out.
+  TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+              "task": {"type": "worker", "index": 0}}' \
+      python tools/train.py --strategy multiworker --out runs/dog_2workers
 """
 
 import json
@@ -24,7 +34,7 @@ import os
 
 from absl import app, flags
 
-from keras_sysid import experiments
+from keras_sysid import distribute, experiments
 
 _GROUND_TRUTH = flags.DEFINE_enum("ground_truth", "dog", ["dog", "cnn"], "Synthetic ground truth.")
 _N_NEURONS = flags.DEFINE_integer("n_neurons", 1000, "Number of simulated neurons.")
@@ -42,6 +52,13 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", experiments.SyntheticRunConfig.learning_rate, "Initial learning rate.")
 _PATIENCE = flags.DEFINE_integer("patience", 5, "Epochs without improvement before each LR step.")
 _OUT = flags.DEFINE_string("out", None, "Folder to write model.keras and results.json into.")
+_BACKUP_DIR = flags.DEFINE_string(
+    "backup_dir", None, "Folder of per-epoch backups for resuming (default: OUT/backup when --out is given)."
+)
+_STRATEGY = flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
+_LOGICAL_CPUS = flags.DEFINE_integer(
+    "logical_cpus", None, "Split the CPU into this many logical devices (to use --strategy mirrored without GPUs)."
+)
 
 
 def main(argv):
@@ -61,8 +78,17 @@ def main(argv):
         learning_rate=_LEARNING_RATE.value,
         patience=_PATIENCE.value,
     )
-    model, results = experiments.run_synthetic(config, verbose=1)
-    if _OUT.value:
+    if _LOGICAL_CPUS.value:
+        distribute.use_logical_cpus(_LOGICAL_CPUS.value)
+    strategy = distribute.make_strategy(_STRATEGY.value)
+    backup_dir = _BACKUP_DIR.value or (os.path.join(_OUT.value, "backup") if _OUT.value else None)
+    if backup_dir and not distribute.is_chief():
+        # Every worker must train (and back up) in step, but into its own folder.
+        backup_dir = os.path.join(backup_dir, f"worker{distribute.task_index()}")
+    model, results = experiments.run_synthetic(config, verbose=1, backup_dir=backup_dir, strategy=strategy)
+    results["strategy"] = _STRATEGY.value
+    results["replicas"] = int(strategy.num_replicas_in_sync)
+    if _OUT.value and distribute.is_chief():
         os.makedirs(_OUT.value, exist_ok=True)
         model.save(os.path.join(_OUT.value, "model.keras"))
         with open(os.path.join(_OUT.value, "results.json"), "w") as file:

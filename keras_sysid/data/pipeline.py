@@ -43,3 +43,57 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(n_images, seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(int(batch_size), drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+class EpochStream:
+    """Shuffled training batches for any number of epochs, each epoch's order a
+    pure function of ``(seed, epoch)``.
+
+    ``Dataset.shuffle(reshuffle_each_iteration=True)`` keeps its epoch-to-epoch
+    order in hidden seed state: a resumed process starts that state afresh,
+    and ``tf.distribute``'s rewrite of the pipeline does not replay it as one
+    device does. Here epoch ``e`` is ordered by a stateless permutation keyed
+    by ``(seed, e)``, so a fit can start at any epoch and every device set sees
+    the same batches. :func:`~keras_sysid.training.fit_with_schedule` takes it
+    in place of a dataset.
+
+    Args:
+        images: ``(n, H, W, C)`` array.
+        responses: ``(n, N)`` array.
+        batch_size: Pairs per batch; each epoch ends with its smaller remainder batch.
+        seed: Shuffle seed.
+
+    Example:
+        >>> stream = EpochStream(images, responses, batch_size=64, seed=0)
+        >>> model.fit(stream.dataset(first_epoch=0), steps_per_epoch=stream.steps_per_epoch, epochs=10)
+    """
+
+    def __init__(self, images, responses, batch_size: int = 64, seed: int = 0):
+        n_images = validation.check_images(images)
+        validation.check_responses(responses, n_trials=n_images)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        self.images = np.asarray(images, dtype="float32")
+        self.responses = np.asarray(responses, dtype="float32")
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.steps_per_epoch = -(-n_images // self.batch_size)
+
+    def dataset(self, first_epoch: int = 0) -> tf.data.Dataset:
+        """The endless stream of batches from the start of epoch ``first_epoch``.
+
+        Returns:
+            ``tf.data.Dataset`` of ``((b, H, W, C) float32, (b, N) float32)``;
+            ``steps_per_epoch`` batches make one epoch.
+        """
+        n_images, batch_size, seed = len(self.images), self.batch_size, self.seed
+        images, responses = tf.constant(self.images), tf.constant(self.responses)
+
+        def epoch_batches(epoch):
+            keys = tf.random.stateless_uniform([n_images], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+            return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size)
+
+        batches = tf.data.Dataset.range(int(first_epoch), np.iinfo(np.int64).max).flat_map(epoch_batches)
+        return batches.map(
+            lambda rows: (tf.gather(images, rows), tf.gather(responses, rows)), num_parallel_calls=tf.data.AUTOTUNE
+        ).prefetch(tf.data.AUTOTUNE)

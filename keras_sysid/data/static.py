@@ -256,6 +256,22 @@ class StaticData:
         return dataset.batch(int(batch_size), drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
+    def epoch_stream(self, tier: str = "train", batch_size: int = 64, seed: int = 0, response_scale=None):
+        """A tier's shuffled batches as an :class:`~keras_sysid.data.pipeline.EpochStream`
+        (raw images; responses divided by ``response_scale`` when given), for
+        :func:`~keras_sysid.training.fit_with_schedule`: exact resume and distribution.
+        """
+        from keras_sysid.data.pipeline import EpochStream  # TensorFlow stays at this edge of the module.
+
+        images, responses = self.tier(tier)
+        if response_scale is not None:
+            scale = np.asarray(response_scale, "float32")
+            if scale.shape != (self.n_neurons,):
+                raise ValueError(f"response_scale must have shape ({self.n_neurons},); got {scale.shape}.")
+            responses = responses / scale
+        return EpochStream(images, responses, batch_size=batch_size, seed=seed)
+
+
 def _check_finite(array: np.ndarray, what: str) -> None:
     if not np.issubdtype(array.dtype, np.number):
         raise StaticDataError(f"{what}: holds {array.dtype} values; expected numbers.")

@@ -24,7 +24,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_sysid.data.pipeline import make_dataset
+from keras_sysid.data.pipeline import EpochStream, make_dataset
 
 GROUND_TRUTHS = ("dog", "cnn")
 _DOG_FOOTPRINT = 13  # pixels; a 13x13 first-layer kernel can represent a cell exactly
@@ -175,6 +175,16 @@ class SyntheticPopulation:
             shuffle=(split == "train") if shuffle is None else shuffle,
             seed=seed,
         )
+
+
+    def epoch_stream(self, split: str = "train", batch_size: int = 64, seed: int = 0) -> EpochStream:
+        """The split's shuffled batches as an :class:`~keras_sysid.data.pipeline.EpochStream`
+        (for :func:`~keras_sysid.training.fit_with_schedule`: exact resume and
+        distribution)."""
+        if split not in ("train", "validation", "test"):
+            raise ValueError(f"Unknown split {split!r}; choose 'train', 'validation' or 'test'.")
+        part = getattr(self, split)
+        return EpochStream(part.images, part.responses, batch_size=batch_size, seed=seed)
 
 
 def _gaussian(radius: np.ndarray, sigma: np.ndarray) -> np.ndarray:

@@ -1,0 +1,111 @@
+"""Data-parallel training with ``tf.distribute`` (TensorFlow backend only).
+
+Keras 3 on TensorFlow trains under a ``tf.distribute`` strategy when the model
+is built and compiled inside ``strategy.scope()``. What that means for these
+models:
+
+- The batch size passed to the data pipeline is the *global* batch: each of the
+  ``R`` replicas gets ``batch / R`` images, and the gradients are summed over
+  replicas after Keras divides each replica's loss by ``R``. The mean Poisson
+  loss over the global batch is therefore the single-device loss, and the
+  learning rate needs no scaling.
+- Penalties (readout sparsity, core smoothness) enter each replica's loss
+  once; after the ``1 / R`` scaling and the sum over replicas they count once
+  in total, as on one device.
+- Batch normalisation must see the global batch to match one device:
+  :func:`synchronized_batch_norm` switches Keras' ``synchronized`` batch
+  statistics on for a fit (otherwise each replica normalises with its own
+  ``batch / R`` images).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+import keras
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def use_logical_cpus(n_devices: int) -> None:
+    """Splits the CPU into ``n_devices`` logical devices, so ``mirrored`` can
+    be tried (and tested) without GPUs. Must run before TensorFlow starts
+    using devices.
+    """
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(n_devices))
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"Cannot split the CPU into {n_devices} logical devices: TensorFlow is already initialised ({error}). "
+            "Call use_logical_cpus first thing in the process."
+        ) from error
+
+
+def make_strategy(name: str = "default"):
+    """A ``tf.distribute`` strategy by name.
+
+    Args:
+        name: ``"default"`` (no distribution), ``"mirrored"`` (all local GPUs,
+            or all logical CPU devices when there is no GPU) or
+            ``"multiworker"`` (``MultiWorkerMirroredStrategy``; the cluster
+            comes from the ``TF_CONFIG`` environment variable).
+
+    Returns:
+        A ``tf.distribute.Strategy``; build and compile the model in its
+        ``scope()``.
+    """
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [device.name for device in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "--strategy multiworker needs the TF_CONFIG environment variable, e.g. "
+                '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy {name!r}; choose one of {STRATEGIES}.")
+
+
+def task_index() -> int:
+    """This process's task index in its ``TF_CONFIG`` cluster (0 outside one)."""
+    return int(json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("index", 0))
+
+
+def is_chief() -> bool:
+    """Whether this process writes outputs: worker 0 (or the chief) of a
+    ``TF_CONFIG`` cluster, and any process outside one."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    if not task:
+        return True
+    return task.get("type") == "chief" or (task.get("type") == "worker" and int(task.get("index", 0)) == 0
+                                            and "chief" not in config.get("cluster", {}))
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(model: keras.Model):
+    """Within the block, every ``BatchNormalization`` of ``model`` computes its
+    statistics over the global batch (all replicas), as one device would.
+
+    The setting is switched back off on exit, so saved configs keep
+    ``synchronized=False``, which every Keras backend can load.
+    """
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.synchronized = False

@@ -1,0 +1,121 @@
+"""tf.distribute training through tools/train.py gives the single-device result."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from keras_sysid import distribute
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SMALL_RUN = ["--n_neurons", "40", "--image_size", "24", "--n_train", "1024", "--epochs", "4", "--patience", "2"]
+# What the fitted model predicts must match. (Keras' running training-loss log
+# is aggregated over replicas and differs slightly; the weights do not.)
+_TOLERANCES = {"best_val_loss": 1e-4, "fev": 1e-3, "corr_test": 1e-4, "rf_error_px": 1e-3}
+
+_SGD_STEPS = """
+import sys
+import numpy as np
+from keras_sysid import distribute
+distribute.use_logical_cpus(2)
+import keras
+from keras_sysid.losses import PoissonLoss
+from keras_sysid.models import build_model
+
+rng = np.random.default_rng(0)
+images = rng.uniform(0, 255, (64, 20, 20, 1)).astype("float32")
+responses = rng.poisson(1.0, (64, 12)).astype("float32")
+weights = {}
+for name in ("default", "mirrored"):
+    strategy = distribute.make_strategy(name)
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = build_model(12, (20, 20, 1), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [5],
+                            "smoothness": 1.0, "group_sparsity": 1.0}, readout={"type": "factorized", "l1": 1.0},
+                            image_mean=127.5, image_std=64.0, mean_responses=np.ones(12))
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss=PoissonLoss(), jit_compile=False)
+        with distribute.synchronized_batch_norm(model):
+            model.fit(images, responses, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    weights[name] = model.get_weights()
+    print(name, strategy.num_replicas_in_sync)
+worst = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["default"], weights["mirrored"]))
+print("max weight difference", worst)
+"""
+
+
+def _train(*args, env=None):
+    command = [sys.executable, os.path.join(_ROOT, "tools", "train.py"), *_SMALL_RUN, *args]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),
+    )
+
+
+def _result(process):
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def single_device():
+    return _result(_train())
+
+
+def test_mirrored_sgd_steps_equal_one_device_steps_with_penalties_counted_once():
+    # Strong penalties: counting them once per replica would change every step.
+    result = subprocess.run([sys.executable, "-c", _SGD_STEPS], capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("default 1") and lines[1].startswith("mirrored 2")
+    assert float(lines[-1].split()[-1]) < 1e-5
+
+
+def test_mirrored_over_two_logical_cpus_matches_one_device(single_device):
+    mirrored = _result(_train("--strategy", "mirrored", "--logical_cpus", "2"))
+    assert mirrored["replicas"] == 2 and single_device["replicas"] == 1
+    assert mirrored["epochs"] == single_device["epochs"]
+    for key, tolerance in _TOLERANCES.items():
+        assert mirrored[key] == pytest.approx(single_device[key], rel=tolerance), key
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def test_two_workers_on_localhost_match_one_process(single_device, tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = [
+        _train("--strategy", "multiworker", "--out", str(tmp_path / "out"), env={
+            "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+        })
+        for index in range(2)
+    ]
+    results = [_result(process) for process in processes]
+    for result in results:
+        assert result["replicas"] == 2
+        for key, tolerance in _TOLERANCES.items():
+            assert result[key] == pytest.approx(single_device[key], rel=tolerance), key
+    # Only worker 0 writes the outputs.
+    assert (tmp_path / "out" / "results.json").exists()
+
+
+def test_multiworker_without_cluster_config_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribute.make_strategy("multiworker")
+
+
+def test_unknown_strategy_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown strategy"):
+        distribute.make_strategy("horovod")
