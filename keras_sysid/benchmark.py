@@ -1,8 +1,14 @@
-"""Throughput and memory of population models, each measured in a fresh process.
+"""Throughput, hardware utilisation and memory of population models.
 
-Peak memory is the process's peak resident set size (``ru_maxrss``), so every
-configuration runs in its own spawned process: peaks of earlier runs would
-otherwise hide later ones.
+Every measurement runs in its own spawned process: peak memory is the
+process's peak resident set size (``ru_maxrss``), which earlier runs would
+otherwise hide, and the matmul rate is measured alone.
+
+Utilisation is ``training FLOPs per image x images/s`` over the machine's
+measured float32 matmul rate. Training FLOPs are counted from the layer
+shapes (:func:`training_flops_per_image`): the forward pass, plus twice that
+for the backward pass (input and weight gradients), except the first
+convolution, whose input needs no gradient.
 """
 
 from __future__ import annotations
@@ -16,12 +22,89 @@ import numpy as np
 PAPER_CORE = {"type": "stacked_conv2d", "channels": 48, "kernel_sizes": [13, 3, 3]}
 
 
-def _measure_training(n_neurons: int, image_shape, batch_size: int, steps: int, readout: str, seed: int) -> dict:
+def forward_flops_per_image(model) -> dict:
+    """Multiply-add FLOPs (2 per multiply-add) of one image's forward pass.
+
+    Returns:
+        ``{"core": ..., "readout": ...}``: the core's convolutions (dense
+        layers only; batch norm and activations are ignored) and the readout's
+        weight contractions (for the masked readouts, the ``(C, H * W) @ (H * W, N)``
+        space contraction and the ``(C, N)`` feature product).
+    """
+    import keras
+
+    from keras_sysid import readouts
+
+    height, width = model.image_shape[:2]
+    shape = (1, height, width, model.image_shape[2])
+    core_flops = 0
+    for layer in model.core._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Conv2D):
+            out = layer.compute_output_shape(shape)
+            kernel_h, kernel_w = layer.kernel_size
+            core_flops += 2 * out[1] * out[2] * kernel_h * kernel_w * shape[3] * out[3]
+            shape = out
+    grid = model.core.compute_output_shape((1, height, width, model.image_shape[2]))
+    n_neurons = model.n_neurons
+    cells, channels = grid[1] * grid[2], grid[3]
+    readout = model.readout
+    if isinstance(readout, (readouts.FactorizedReadout, readouts.GaussianReadout, readouts.FixedMaskReadout)):
+        readout_flops = 2 * channels * cells * n_neurons + 2 * channels * n_neurons
+    else:
+        readout_flops = 2 * int(np.prod([d for d in readout.kernel.shape])) if hasattr(readout, "kernel") else 0
+    return {"core": int(core_flops), "readout": int(readout_flops)}
+
+
+def training_flops_per_image(model) -> int:
+    """FLOPs of one image's training step: forward + backward (see module doc)."""
+    forward = forward_flops_per_image(model)
+    first_conv = next(
+        (layer for layer in model.core._flatten_layers(include_self=False) if hasattr(layer, "kernel_size")), None
+    )
+    first_flops = 0
+    if first_conv is not None:
+        height, width = model.image_shape[:2]
+        out = first_conv.compute_output_shape((1, height, width, model.image_shape[2]))
+        first_flops = 2 * out[1] * out[2] * int(np.prod(first_conv.kernel_size)) * model.image_shape[2] * out[3]
+    total = forward["core"] + forward["readout"]
+    return int(3 * total - first_flops)
+
+
+def _measure_matmul(size: int, repeats: int) -> dict:
+    import keras
+
+    rng = np.random.default_rng(0)
+    a = keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32"))
+    b = keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32"))
+    keras.ops.convert_to_numpy(keras.ops.matmul(a, b))
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))
+        best = min(best, time.perf_counter() - start)
+    return {"matmul_size": size, "matmul_gflops": round(2 * size**3 / best / 1e9, 1)}
+
+
+def matmul_rate(size: int = 4096, repeats: int = 5) -> dict:
+    """This machine's float32 matmul rate (best of ``repeats`` square matmuls), in a fresh process.
+
+    Returns:
+        ``{"matmul_size": size, "matmul_gflops": GFLOP/s}``.
+    """
+    return _in_fresh_process(_measure_matmul, dict(size=size, repeats=repeats))
+
+
+def _measure_training(
+    n_neurons: int, image_shape, batch_size: int, steps: int, readout: str, seed: int,
+    jit_compile="auto", mixed_precision: bool = False,
+) -> dict:
     import keras
 
     from keras_sysid.models import build_model
     from keras_sysid.training import compile_model
 
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if keras.backend.backend() != "torch" else "mixed_float16")
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     images = rng.uniform(0, 255, (batch_size * steps, *image_shape, 1)).astype("float32")
@@ -30,7 +113,7 @@ def _measure_training(n_neurons: int, image_shape, batch_size: int, steps: int, 
         n_neurons, image_shape, core=PAPER_CORE, readout={"type": readout}, image_mean=127.5, image_std=64.0,
         mean_responses=np.ones(n_neurons),
     )
-    compile_model(model)
+    compile_model(model, jit_compile=jit_compile)
     # The first epoch compiles the step function; only the second is timed.
     model.fit(images[: batch_size * 2], responses[: batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)
     start = time.perf_counter()
@@ -45,18 +128,33 @@ def _measure_training(n_neurons: int, image_shape, batch_size: int, steps: int, 
         "readout": readout,
         "batch_size": batch_size,
         "image_shape": list(image_shape),
+        "jit_compile": bool(model.jit_compile),
+        "precision": keras.mixed_precision.global_policy().name,
         "train_images_per_s": round(batch_size * steps / train_seconds, 1),
         "predict_images_per_s": round(batch_size * steps / predict_seconds, 1),
+        "train_gflops_per_image": round(training_flops_per_image(model) / 1e9, 3),
         "parameters": int(model.count_params()),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
-def _child(queue, kwargs):
+def _child(queue, function, kwargs):
     try:
-        queue.put(_measure_training(**kwargs))
+        queue.put(function(**kwargs))
     except Exception as error:  # reported to the parent, which raises it with context
         queue.put({"error": f"{type(error).__name__}: {error}"})
+
+
+def _in_fresh_process(function, kwargs: dict) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, function, kwargs))
+    process.start()
+    result = queue.get()
+    process.join()
+    if "error" in result:
+        raise RuntimeError(f"{function.__name__} with {kwargs} failed: {result['error']}")
+    return result
 
 
 def benchmark_training(
@@ -66,6 +164,8 @@ def benchmark_training(
     steps: int = 20,
     readout: str = "factorized",
     seed: int = 0,
+    jit_compile="auto",
+    mixed_precision: bool = False,
 ) -> dict:
     """Measures the paper's model (core 13/3/3 x 48) in a fresh process.
 
@@ -76,21 +176,55 @@ def benchmark_training(
         steps: Timed training steps (after one untimed warm-up epoch).
         readout: Readout type (a key of :data:`keras_sysid.models.READOUTS`).
         seed: Seed of the random data and weights.
+        jit_compile: Passed to ``compile``: ``"auto"`` (Keras' choice: XLA
+            where the backend supports it), ``True`` or ``False``.
+        mixed_precision: Compute in bfloat16 (float16 on torch) with float32
+            weights (Keras' ``mixed_*`` policies).
 
     Returns:
         A dict with ``train_images_per_s``, ``predict_images_per_s``,
-        ``peak_rss_mb`` (the whole process: Python, TensorFlow and the model),
+        ``train_gflops_per_image``, ``jit_compile``, ``precision``, ``peak_rss_mb`` (the whole process: Python, TensorFlow and the model),
         ``parameters`` and the settings.
     """
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
     kwargs = dict(
-        n_neurons=n_neurons, image_shape=tuple(image_shape), batch_size=batch_size, steps=steps, readout=readout, seed=seed
+        n_neurons=n_neurons, image_shape=tuple(image_shape), batch_size=batch_size, steps=steps, readout=readout,
+        seed=seed, jit_compile=jit_compile, mixed_precision=mixed_precision,
     )
-    process = context.Process(target=_child, args=(queue, kwargs))
-    process.start()
-    result = queue.get()
-    process.join()
-    if "error" in result:
-        raise RuntimeError(f"Benchmark with {kwargs} failed: {result['error']}")
-    return result
+    return _in_fresh_process(_measure_training, kwargs)
+
+
+def _measure_input_pipeline(path: str, batch_size: int, epochs: int) -> dict:
+    from keras_sysid.data.static import load_static
+
+    start = time.perf_counter()
+    data = load_static(path)
+    load_seconds = time.perf_counter() - start
+    scale = data.response_scale("train")
+    stream = data.epoch_stream("train", batch_size, seed=0, response_scale=scale)
+    batches = iter(stream.dataset())
+    next(batches)  # builds the pipeline; not timed
+    start = time.perf_counter()
+    n_images = 0
+    for _ in range(epochs * stream.steps_per_epoch - 1):
+        images, _ = next(batches)
+        n_images += int(images.shape[0])
+    seconds = time.perf_counter() - start
+    return {
+        "data": data.name,
+        "n_neurons": data.n_neurons,
+        "n_train": len(data.indices("train")),
+        "load_seconds": round(load_seconds, 2),
+        "pipeline_images_per_s": round(n_images / seconds, 1),
+    }
+
+
+def benchmark_input_pipeline(path: str, batch_size: int = 64, epochs: int = 3) -> dict:
+    """Reads a ``static*-preproc0`` data set and streams its shuffled, scaled
+    training batches, in a fresh process.
+
+    Returns:
+        ``{"load_seconds", "pipeline_images_per_s", "n_neurons", "n_train", "data"}``:
+        the time to read and check the file, and the images/s of the training
+        stream (gather, response scaling, batching) after it is built.
+    """
+    return _in_fresh_process(_measure_input_pipeline, dict(path=str(path), batch_size=batch_size, epochs=epochs))

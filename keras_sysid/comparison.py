@@ -120,7 +120,7 @@ def run_mouse_v1(
             log(f"[{index + 1}/{len(models)}] {name}: already fitted, read {results_path}")
         else:
             log(f"[{index + 1}/{len(models)}] fitting {name} (max {settings.max_epochs} epochs)")
-            model, info = rivals.fit_rival(name, data, settings, verbose=verbose)
+            model, info = rivals.fit_rival(name, data, settings, verbose=verbose, backup_dir=os.path.join(folder, "backup"))
             scores = evaluation.evaluate_model(model, data, "test")
             rf = model.rf_positions()
             row = {"model": name, **scores.summary(), **info, "settings": dataclasses.asdict(settings)}

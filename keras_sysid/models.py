@@ -164,11 +164,11 @@ class SystemIdentificationModel(keras.Model):
         self._check_arrays(x, None, "prediction")
         return super().predict(x, *args, **kwargs)
 
-    def train_step(self, data):
-        return self._reducible_across_workers(super().train_step(data))
+    def train_step(self, *args, **kwargs):
+        return self._reducible_across_workers(super().train_step(*args, **kwargs))
 
-    def test_step(self, data):
-        return self._reducible_across_workers(super().test_step(data))
+    def test_step(self, *args, **kwargs):
+        return self._reducible_across_workers(super().test_step(*args, **kwargs))
 
     def _reducible_across_workers(self, logs):
         # Under MultiWorkerMirroredStrategy, Keras' TensorFlow trainer averages

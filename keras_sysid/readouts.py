@@ -158,7 +158,8 @@ class FactorizedReadout(keras.layers.Layer):
         mask = self.effective_mask()
         features = self.effective_features()
         if self.l1 > 0 or self.mask_smoothness > 0:
-            self.add_loss(self.penalty(mask, features))
+            # In float32 even under a mixed-precision policy: the losses are summed in float32.
+            self.add_loss(self.penalty(ops.cast(mask, "float32"), ops.cast(features, "float32")))
         return _masked_readout(feature_maps, mask, features) + ops.cast(self.bias, feature_maps.dtype)
 
     def penalty(self, mask=None, features=None):
@@ -331,7 +332,7 @@ class FullyConnectedReadout(keras.layers.Layer):
 
     def call(self, feature_maps, training=False):
         if self.l2 > 0 or self._smoothness is not None:
-            self.add_loss(self.penalty())
+            self.add_loss(ops.cast(self.penalty(), "float32"))
         if self._dropout_layer is not None:
             feature_maps = self._dropout_layer(feature_maps, training=training)
         if self.pool_size > 1:
@@ -414,7 +415,7 @@ class _LocatedFeatureReadout(keras.layers.Layer):
 
     def call(self, feature_maps, training=False):
         if self.l1 > 0:
-            self.add_loss(self.penalty())
+            self.add_loss(ops.cast(self.penalty(), "float32"))
         mask = self.read_mask(feature_maps.dtype, training=training)
         return _masked_readout(feature_maps, mask, self.features) + ops.cast(self.bias, feature_maps.dtype)
 

@@ -130,7 +130,7 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
     return model
 
 
-def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int = 1, callbacks=()):
+def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int = 1, callbacks=(), backup_dir=None):
     """Builds and fits rival ``name`` on ``data``'s train tier.
 
     Early stopping (with learning-rate steps) watches the validation tier's
@@ -139,8 +139,19 @@ def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int
     :meth:`~keras_sysid.data.StaticData.response_scale`; that scale is then set
     on the model, so it predicts responses in the data's units.
 
+    Args:
+        name: A key of :data:`RIVALS`.
+        data: A :class:`~keras_sysid.data.StaticData` with train and validation tiers.
+        settings: Optimisation settings (default :class:`FitSettings`).
+        verbose: Keras verbosity.
+        callbacks: Extra Keras callbacks.
+        backup_dir: Folder that keeps the fit resumable (see
+            :func:`~keras_sysid.training.fit_with_schedule`); the rival's spec
+            and settings are its fingerprint.
+
     Returns:
-        ``(model, info)`` with ``info`` = ``{"epochs", "seconds", "best_val_correlation"}``.
+        ``(model, info)`` with ``info`` = ``{"epochs", "seconds", "best_val_correlation"}``
+        (``seconds`` counts this call only).
     """
     settings = settings or FitSettings()
     start = time.perf_counter()
@@ -157,6 +168,8 @@ def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int
         verbose=verbose,
         callbacks=callbacks,
         monitor="val_correlation",
+        backup_dir=backup_dir,
+        fingerprint={"rival": name, "spec": RIVALS[name], "settings": dataclasses.asdict(settings), "data": data.name},
     )
     model.set_response_scale(scale)
     info = {
