@@ -42,6 +42,28 @@ def test_factorized_penalty_matches_hand_computation_and_is_a_layer_loss():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.losses[0]), expected, rtol=1e-5)
 
 
+def test_factorized_mask_smoothness_penalises_the_masks_laplacian():
+    rng = np.random.default_rng(2)
+    layer = readouts.FactorizedReadout(3, l1=0.1, mask_smoothness=0.7)
+    layer(rng.standard_normal((2, 5, 6, 2)).astype("float32"))
+    mask = rng.standard_normal((30, 3)).astype("float32")
+    features = rng.standard_normal((2, 3)).astype("float32")
+    layer.mask.assign(mask)
+    layer.features.assign(features)
+    grid = np.abs(mask).reshape(5, 6, 3)
+    laplacian = 4 * grid[1:-1, 1:-1] - grid[:-2, 1:-1] - grid[2:, 1:-1] - grid[1:-1, :-2] - grid[1:-1, 2:]
+    per_neuron = 0.1 * grid.sum(axis=(0, 1)) + 0.7 * np.abs(laplacian).sum(axis=(0, 1))
+    expected = np.sum(per_neuron * np.abs(features).sum(axis=0))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.penalty()), expected, rtol=1e-5)
+    # A constant mask has no Laplacian: only the L1 term is left.
+    layer.mask.assign(np.ones((30, 3), "float32"))
+    flat = np.sum(0.1 * 30 * np.abs(features).sum(axis=0))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.penalty()), flat, rtol=1e-5)
+    assert readouts.FactorizedReadout.from_config(layer.get_config()).mask_smoothness == 0.7
+    with pytest.raises(ValueError, match="mask_smoothness"):
+        readouts.FactorizedReadout(3, mask_smoothness=-1.0)
+
+
 def test_factorized_rf_positions_find_planted_masks():
     layer = readouts.FactorizedReadout(3)
     layer.build((None, 10, 12, 2))

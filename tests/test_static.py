@@ -96,6 +96,27 @@ def test_dataset_scales_batches_and_shuffles_only_train(tree):
         data.dataset("train", response_scale=np.ones(3))
 
 
+def test_epoch_stream_scales_responses_and_covers_each_epoch_once(tree):
+    data = load_static(tree)
+    scale = data.response_scale()
+    stream = data.epoch_stream("train", batch_size=5, seed=3, response_scale=scale)
+    images, responses = data.tier("train")
+    batches = list(stream.dataset().take(2 * stream.steps_per_epoch))
+    for epoch in range(2):
+        epoch_batches = batches[epoch * stream.steps_per_epoch : (epoch + 1) * stream.steps_per_epoch]
+        seen = np.concatenate([b[1].numpy() for b in epoch_batches])
+        # Every trial exactly once per epoch, scaled; rows sorted to ignore the order.
+        np.testing.assert_allclose(np.sort(seen, axis=0), np.sort(responses / scale, axis=0), rtol=1e-6)
+    first, second = (np.concatenate([b[1].numpy() for b in batches[i * stream.steps_per_epoch:][:2]]) for i in (0, 1))
+    assert not np.array_equal(first, second)  # a new order each epoch
+    # Starting at epoch 1 gives exactly epoch 1's batches.
+    resumed = list(stream.dataset(first_epoch=1).take(stream.steps_per_epoch))
+    for a, b in zip(resumed, batches[stream.steps_per_epoch :]):
+        np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    with pytest.raises(ValueError, match="response_scale must have shape"):
+        data.epoch_stream("train", response_scale=np.ones(3))
+
+
 def _edit(tree, relative, value):
     np.save(os.path.join(tree, relative), value)
 
