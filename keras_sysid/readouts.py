@@ -175,7 +175,9 @@ class FactorizedReadout(keras.layers.Layer):
         """
         mask = self.effective_mask() if mask is None else mask
         features = self.effective_features() if features is None else features
-        per_neuron = self.l1 * ops.sum(ops.abs(mask), axis=0)
+        # The effective mask of a positive readout is already non-negative; skipping
+        # abs() there saves an (H * W, N) temporary, which matters at 100k neurons.
+        per_neuron = self.l1 * ops.sum(mask if self.positive_mask else ops.abs(mask), axis=0)
         if self.mask_smoothness > 0:
             height, width = self.grid_shape
             grid = ops.reshape(mask, (height, width, self.n_neurons))

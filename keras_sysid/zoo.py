@@ -155,9 +155,16 @@ def save(model: keras.Model, folder: str, card: dict, card_text: str) -> None:
         card_text: The human-readable model card (Markdown).
     """
     os.makedirs(folder, exist_ok=True)
+    config = keras.saving.serialize_keras_object(model)
+    # Zoo models load uncompiled (users compile for their own fit), so neither
+    # the compile settings nor the optimizer's state (for Adam, twice the
+    # model's size) are stored.
+    config.pop("compile_config", None)
     with open(os.path.join(folder, CONFIG_FILE), "w") as file:
-        json.dump(keras.saving.serialize_keras_object(model), file, indent=1)
-    model.save_weights(os.path.join(folder, WEIGHTS_FILE))
+        json.dump(config, file, indent=1)
+    bare = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    bare.set_weights(model.get_weights())
+    bare.save_weights(os.path.join(folder, WEIGHTS_FILE))
     with open(os.path.join(folder, METADATA_FILE), "w") as file:
         json.dump(card, file, indent=2)
     with open(os.path.join(folder, CARD_FILE), "w") as file:

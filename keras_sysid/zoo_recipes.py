@@ -44,7 +44,10 @@ def _card_text(facts: dict) -> str:
     return "\n".join(lines)
 
 
-def mouse_v1(rival: str, data_path: str, model_path: str | None = None, settings: rivals.FitSettings | None = None):
+def mouse_v1(
+    rival: str, data_path: str, model_path: str | None = None, settings: rivals.FitSettings | None = None,
+    trained_with: str | None = None,
+):
     """A rival fitted to the mouse V1 scan (or read from ``model_path``), scored on its test tier.
 
     Returns:
@@ -53,7 +56,7 @@ def mouse_v1(rival: str, data_path: str, model_path: str | None = None, settings
     data = load_static(data_path)
     if model_path:
         model = zoo.load_any(model_path)
-        trained_with = f"python tools/reproduce.py --experiment mouse_v1 --data {data.name}.zip --models {rival}"
+        trained_with = trained_with or f"python tools/reproduce.py --experiment mouse_v1 --data {data.name}.zip --models {rival}"
     else:
         model, _ = rivals.fit_rival(rival, data, settings, verbose=2)
         trained_with = f"python tools/build_zoo.py --entry mouse_v1_{rival} --data {data.name}.zip"
@@ -132,8 +135,8 @@ def synthetic_factorized(ground_truth: str):
 
 
 RECIPES = {
-    "mouse_v1_factorized": lambda args: mouse_v1("factorized", args["data"], args.get("model")),
-    "mouse_v1_gaussian": lambda args: mouse_v1("gaussian", args["data"], args.get("model")),
+    "mouse_v1_factorized": lambda args: mouse_v1("factorized", args["data"], args.get("model"), trained_with=args.get("trained_with")),
+    "mouse_v1_gaussian": lambda args: mouse_v1("gaussian", args["data"], args.get("model"), trained_with=args.get("trained_with")),
     "synthetic_dog_groundtruth": lambda args: synthetic_groundtruth("dog"),
     "synthetic_cnn_groundtruth": lambda args: synthetic_groundtruth("cnn"),
     "synthetic_dog_factorized": lambda args: synthetic_factorized("dog"),

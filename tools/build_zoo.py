@@ -5,7 +5,8 @@ Examples:
   # Mouse V1 entries: fit, or reuse a model that tools/reproduce.py fitted.
   python tools/build_zoo.py --entry mouse_v1_factorized \
       --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip \
-      --model runs/mouse_v1/factorized/model.keras
+      --model runs/mouse_v1_60/factorized/model.keras \
+      --trained_with "python tools/reproduce.py --experiment mouse_v1 --data static20457-5-9-preproc0.zip --models factorized --max_epochs 60"
 
   # The synthetic ground truths as simulators (constructed, seconds).
   python tools/build_zoo.py --entry synthetic_dog_groundtruth
@@ -24,6 +25,9 @@ from keras_sysid import zoo, zoo_recipes
 _ENTRY = flags.DEFINE_enum("entry", None, sorted(zoo_recipes.RECIPES), "Which entry.", required=True)
 _DATA = flags.DEFINE_string("data", None, "mouse_v1_*: the static*-preproc0 zip or folder.")
 _MODEL = flags.DEFINE_string("model", None, "mouse_v1_*: a fitted .keras file to use instead of fitting.")
+_TRAINED_WITH = flags.DEFINE_string(
+    "trained_with", None, "mouse_v1_* with --model: the command that fitted it, for the card (default: reproduce.py)."
+)
 _OUT = flags.DEFINE_string("out", None, "Entry folder (default zoo/<entry>).")
 
 
@@ -31,7 +35,7 @@ def main(argv):
     del argv
     if _ENTRY.value.startswith("mouse_v1") and not _DATA.value:
         raise app.UsageError(f"--entry {_ENTRY.value} needs --data.")
-    model, facts, card_text = zoo_recipes.RECIPES[_ENTRY.value]({"data": _DATA.value, "model": _MODEL.value})
+    model, facts, card_text = zoo_recipes.RECIPES[_ENTRY.value]({"data": _DATA.value, "model": _MODEL.value, "trained_with": _TRAINED_WITH.value})
     out = _OUT.value or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo", _ENTRY.value)
     zoo.save(model, out, facts, card_text)
     print(json.dumps({"entry": _ENTRY.value, "folder": out, "metrics": facts.get("metrics", {})}))
