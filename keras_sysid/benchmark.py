@@ -96,7 +96,7 @@ def matmul_rate(size: int = 4096, repeats: int = 5) -> dict:
 
 def _measure_training(
     n_neurons: int, image_shape, batch_size: int, steps: int, readout: str, seed: int,
-    jit_compile="auto", mixed_precision: bool = False,
+    jit_compile=None, mixed_precision: bool = False,
 ) -> dict:
     import keras
 
@@ -164,7 +164,7 @@ def benchmark_training(
     steps: int = 20,
     readout: str = "factorized",
     seed: int = 0,
-    jit_compile="auto",
+    jit_compile=None,
     mixed_precision: bool = False,
 ) -> dict:
     """Measures the paper's model (core 13/3/3 x 48) in a fresh process.
@@ -176,8 +176,8 @@ def benchmark_training(
         steps: Timed training steps (after one untimed warm-up epoch).
         readout: Readout type (a key of :data:`keras_sysid.models.READOUTS`).
         seed: Seed of the random data and weights.
-        jit_compile: Passed to ``compile``: ``"auto"`` (Keras' choice: XLA
-            where the backend supports it), ``True`` or ``False``.
+        jit_compile: ``True``, ``False``, ``"auto"`` (Keras' choice) or ``None``
+            (:func:`keras_sysid.devices.preferred_jit_compile`).
         mixed_precision: Compute in bfloat16 (float16 on torch) with float32
             weights (Keras' ``mixed_*`` policies).
 

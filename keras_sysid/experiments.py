@@ -80,7 +80,7 @@ def model_for(config: SyntheticRunConfig, image_shape, mean_responses) -> keras.
 
 
 def run_synthetic(
-    config: SyntheticRunConfig, verbose: int = 1, callbacks=(), backup_dir=None, strategy=None
+    config: SyntheticRunConfig, verbose: int = 1, callbacks=(), backup_dir=None, strategy=None, jit_compile=None
 ) -> tuple[keras.Model, dict]:
     """Simulates, fits and scores one model.
 
@@ -94,6 +94,8 @@ def run_synthetic(
         strategy: A ``tf.distribute`` strategy (see
             :mod:`keras_sysid.distribute`); ``config.batch_size`` is the
             global batch.
+        jit_compile: XLA for the training step (``None``: the preferred
+            setting for this device kind, :mod:`keras_sysid.devices`).
 
     Returns:
         ``(model, results)`` where ``results`` holds ``fev`` (mean over neurons
@@ -132,6 +134,7 @@ def run_synthetic(
             callbacks=callbacks,
             backup_dir=backup_dir,
             fingerprint=dataclasses.asdict(config),
+            jit_compile=jit_compile,
         )
     prediction = model.predict(population.test.images, batch_size=256, verbose=0)
     fev = metrics.fev(population.test.clean_responses, prediction)

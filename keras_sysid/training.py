@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_sysid.data.pipeline import EpochStream
+from keras_sysid.devices import preferred_jit_compile
 from keras_sysid.losses import PoissonLoss
 from keras_sysid.metrics import PearsonCorrelation
 from keras_sysid.resume import TrainingBackup
@@ -105,8 +106,15 @@ class EarlyStoppingWithDecay(keras.callbacks.Callback):
         self.best_weights = best_weights
 
 
-def compile_model(model: keras.Model, learning_rate: float = 1e-3, jit_compile="auto") -> keras.Model:
-    """Compiles with Adam, :class:`PoissonLoss` and a :class:`PearsonCorrelation` metric."""
+def compile_model(model: keras.Model, learning_rate: float = 1e-3, jit_compile=None) -> keras.Model:
+    """Compiles with Adam, :class:`PoissonLoss` and a :class:`PearsonCorrelation` metric.
+
+    ``jit_compile``: ``True``/``False``/``"auto"`` (Keras' choice), or ``None``
+    for the measured fastest on this device kind
+    (:func:`~keras_sysid.devices.preferred_jit_compile`).
+    """
+    if jit_compile is None:
+        jit_compile = preferred_jit_compile()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=PoissonLoss(),
@@ -129,7 +137,7 @@ def fit_with_schedule(
     monitor: str = "val_loss",
     backup_dir=None,
     fingerprint=None,
-    jit_compile="auto",
+    jit_compile=None,
 ):
     """Compiles ``model`` and fits it with the paper's schedule.
 
@@ -157,7 +165,8 @@ def fit_with_schedule(
         fingerprint: The run's config, stored with the backup; resuming a
             backup with another fingerprint raises
             :class:`~keras_sysid.resume.BackupError`.
-        jit_compile: Passed to ``compile`` (``"auto"``, ``True`` or ``False``).
+        jit_compile: ``True``, ``False``, ``"auto"`` (Keras' choice) or ``None``
+            (the fastest measured on this device kind, see :mod:`keras_sysid.devices`).
 
     Returns:
         The Keras ``History``; ``len(history.epoch)`` is the number of epochs

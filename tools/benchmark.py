@@ -28,7 +28,10 @@ _HEIGHT = flags.DEFINE_integer("height", 36, "Image height.")
 _WIDTH = flags.DEFINE_integer("width", 64, "Image width.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed training steps per size (fewer above 20k neurons, at least 3).")
-_JIT_COMPILE = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false", "both"], "XLA compilation.")
+_JIT_COMPILE = flags.DEFINE_enum(
+    "jit_compile", "preferred", ["preferred", "true", "false", "both"],
+    "XLA compilation (preferred: keras_sysid.devices' choice for this device kind).",
+)
 _MIXED_PRECISION = flags.DEFINE_enum("mixed_precision", "off", ["off", "on", "both"], "bfloat16 compute.")
 _DATA = flags.DEFINE_string("data", None, "A static*-preproc0 zip or folder: also measure the input pipeline.")
 
@@ -42,7 +45,7 @@ def main(argv):
     del argv
     rate = benchmark.matmul_rate()
     print(f"float32 matmul: {rate['matmul_gflops']} GFLOP/s ({rate['matmul_size']}^2)")
-    jit_options = {"auto": ["auto"], "true": [True], "false": [False], "both": [True, False]}[_JIT_COMPILE.value]
+    jit_options = {"preferred": [None], "true": [True], "false": [False], "both": [True, False]}[_JIT_COMPILE.value]
     precision_options = {"off": [False], "on": [True], "both": [False, True]}[_MIXED_PRECISION.value]
     header = (
         f"{'readout':>15} {'neurons':>8} {'XLA':>5} {'precision':>14} {'train img/s':>11} {'GFLOP/img':>9} "

@@ -32,9 +32,10 @@ Examples:
 import json
 import os
 
+import keras
 from absl import app, flags
 
-from keras_sysid import distribute, experiments
+from keras_sysid import devices, distribute, experiments
 
 _GROUND_TRUTH = flags.DEFINE_enum("ground_truth", "dog", ["dog", "cnn"], "Synthetic ground truth.")
 _N_NEURONS = flags.DEFINE_integer("n_neurons", 1000, "Number of simulated neurons.")
@@ -56,6 +57,11 @@ _BACKUP_DIR = flags.DEFINE_string(
     "backup_dir", None, "Folder of per-epoch backups for resuming (default: OUT/backup when --out is given)."
 )
 _STRATEGY = flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
+_JIT_COMPILE = flags.DEFINE_enum(
+    "jit_compile", "preferred", ["preferred", "true", "false"],
+    "XLA compilation of the training step (preferred: the fastest measured for this device kind).",
+)
+_MIXED_PRECISION = flags.DEFINE_bool("mixed_precision", False, "Compute in bfloat16 (float16 on GPUs) with float32 weights.")
 _LOGICAL_CPUS = flags.DEFINE_integer(
     "logical_cpus", None, "Split the CPU into this many logical devices (to use --strategy mirrored without GPUs)."
 )
@@ -80,12 +86,17 @@ def main(argv):
     )
     if _LOGICAL_CPUS.value:
         distribute.use_logical_cpus(_LOGICAL_CPUS.value)
+    if _MIXED_PRECISION.value:
+        keras.mixed_precision.set_global_policy("mixed_float16" if devices.device_kind() == "gpu" else "mixed_bfloat16")
+    jit_compile = {"preferred": None, "true": True, "false": False}[_JIT_COMPILE.value]
     strategy = distribute.make_strategy(_STRATEGY.value)
     backup_dir = _BACKUP_DIR.value or (os.path.join(_OUT.value, "backup") if _OUT.value else None)
     if backup_dir and not distribute.is_chief():
         # Every worker must train (and back up) in step, but into its own folder.
         backup_dir = os.path.join(backup_dir, f"worker{distribute.task_index()}")
-    model, results = experiments.run_synthetic(config, verbose=1, backup_dir=backup_dir, strategy=strategy)
+    model, results = experiments.run_synthetic(
+        config, verbose=1, backup_dir=backup_dir, strategy=strategy, jit_compile=jit_compile
+    )
     results["strategy"] = _STRATEGY.value
     results["replicas"] = int(strategy.num_replicas_in_sync)
     if _OUT.value and distribute.is_chief():
