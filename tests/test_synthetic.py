@@ -85,3 +85,19 @@ def test_new_neurons_share_the_features_of_the_population():
         z = (maps[:, row, col, kind] - stage.drive_mean[reference]) / stage.drive_std[reference]
         expected = np.logaddexp(0.0, stage.gain * z + stage.offset)
         np.testing.assert_allclose(new.test.clean_responses[:, neuron], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_epoch_stream_passes_per_epoch_make_longer_epochs_that_resume_exactly():
+    from keras_sysid.data.pipeline import EpochStream
+
+    images = np.arange(10 * 4, dtype="float32").reshape(10, 2, 2, 1)
+    responses = np.arange(10, dtype="float32")[:, None]
+    single = EpochStream(images, responses, batch_size=4, seed=2)
+    triple = EpochStream(images, responses, batch_size=4, seed=2, passes_per_epoch=3)
+    assert (single.steps_per_epoch, triple.steps_per_epoch) == (3, 9)
+    # One triple epoch is three single passes; starting at triple epoch 1 is starting at pass 3.
+    passes = [b[1].numpy().ravel().tolist() for b in single.dataset().take(12)]
+    assert [b[1].numpy().ravel().tolist() for b in triple.dataset().take(9)] == passes[:9]
+    assert [b[1].numpy().ravel().tolist() for b in triple.dataset(first_epoch=1).take(3)] == passes[9:12]
+    with pytest.raises(ValueError, match="passes_per_epoch"):
+        EpochStream(images, responses, passes_per_epoch=0)

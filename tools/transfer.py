@@ -9,6 +9,12 @@ Examples:
 
   python tools/transfer.py --pretrained synthetic_cnn_factorized
 
+  # New neurons read out at their spike-triggered envelope (features only).
+  python tools/transfer.py --pretrained synthetic_cnn_factorized --readout fixed_mask
+
+  # The same with each mask at the neuron's true location: what the core transfers.
+  python tools/transfer.py --pretrained synthetic_cnn_factorized --readout fixed_mask --known_locations
+
   python tools/transfer.py --pretrained zoo/synthetic_cnn_factorized \
       --sizes 256,1024 --n_neurons 50 --fine_tune
 """
@@ -24,6 +30,13 @@ _SIZES = flags.DEFINE_list("sizes", ["128", "256", "512", "1024", "2048"], "Trai
 _N_NEURONS = flags.DEFINE_integer("n_neurons", 100, "New neurons.")
 _FINE_TUNE = flags.DEFINE_bool("fine_tune", False, "Train the transferred core too (default: frozen).")
 _MAX_EPOCHS = flags.DEFINE_integer("max_epochs", 100, "Upper bound on epochs per fit.")
+_READOUT = flags.DEFINE_enum(
+    "readout", "same", ["same", "factorized", "fixed_mask", "gaussian"],
+    "New readout of both models (same: the pretrained model's kind and settings).",
+)
+_KNOWN_LOCATIONS = flags.DEFINE_bool(
+    "known_locations", False, "Masks at the new neurons' true locations (not their spike-triggered envelope)."
+)
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the new neurons and of training.")
 
 
@@ -32,6 +45,8 @@ def main(argv):
     rows = transfer.learning_curve_for_entry(
         _PRETRAINED.value, n_neurons=_N_NEURONS.value, train_sizes=[int(s) for s in _SIZES.value],
         freeze_core=not _FINE_TUNE.value, max_epochs=_MAX_EPOCHS.value, seed=_SEED.value,
+        readout=None if _READOUT.value == "same" else {"type": _READOUT.value},
+        known_locations=_KNOWN_LOCATIONS.value,
     )
     print(json.dumps(rows))
 

@@ -60,15 +60,19 @@ class EpochStream:
     Args:
         images: ``(n, H, W, C)`` array.
         responses: ``(n, N)`` array.
-        batch_size: Pairs per batch; each epoch ends with its smaller remainder batch.
+        batch_size: Pairs per batch; each pass ends with its smaller remainder batch.
         seed: Shuffle seed.
+        passes_per_epoch: Passes over the data (each in its own order) per
+            Keras epoch. On a small training set a few steps make an epoch, and
+            early stopping would count its patience in far fewer updates than
+            on a large one; more passes per epoch even that out.
 
     Example:
         >>> stream = EpochStream(images, responses, batch_size=64, seed=0)
         >>> model.fit(stream.dataset(first_epoch=0), steps_per_epoch=stream.steps_per_epoch, epochs=10)
     """
 
-    def __init__(self, images, responses, batch_size: int = 64, seed: int = 0):
+    def __init__(self, images, responses, batch_size: int = 64, seed: int = 0, passes_per_epoch: int = 1):
         n_images = validation.check_images(images)
         validation.check_responses(responses, n_trials=n_images)
         if int(batch_size) < 1:
@@ -77,7 +81,10 @@ class EpochStream:
         self.responses = np.asarray(responses, dtype="float32")
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.steps_per_epoch = -(-n_images // self.batch_size)
+        if int(passes_per_epoch) < 1:
+            raise ValueError(f"passes_per_epoch must be >= 1; got {passes_per_epoch}.")
+        self.passes_per_epoch = int(passes_per_epoch)
+        self.steps_per_epoch = self.passes_per_epoch * -(-n_images // self.batch_size)
 
     def dataset(self, first_epoch: int = 0) -> tf.data.Dataset:
         """The endless stream of batches from the start of epoch ``first_epoch``.
@@ -93,7 +100,8 @@ class EpochStream:
             keys = tf.random.stateless_uniform([n_images], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
             return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size)
 
-        batches = tf.data.Dataset.range(int(first_epoch), np.iinfo(np.int64).max).flat_map(epoch_batches)
+        first_pass = int(first_epoch) * self.passes_per_epoch
+        batches = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max).flat_map(epoch_batches)
         return batches.map(
             lambda rows: (tf.gather(images, rows), tf.gather(responses, rows)), num_parallel_calls=tf.data.AUTOTUNE
         ).prefetch(tf.data.AUTOTUNE)

@@ -177,14 +177,16 @@ class SyntheticPopulation:
         )
 
 
-    def epoch_stream(self, split: str = "train", batch_size: int = 64, seed: int = 0) -> EpochStream:
+    def epoch_stream(
+        self, split: str = "train", batch_size: int = 64, seed: int = 0, passes_per_epoch: int = 1
+    ) -> EpochStream:
         """The split's shuffled batches as an :class:`~keras_sysid.data.pipeline.EpochStream`
         (for :func:`~keras_sysid.training.fit_with_schedule`: exact resume and
         distribution)."""
         if split not in ("train", "validation", "test"):
             raise ValueError(f"Unknown split {split!r}; choose 'train', 'validation' or 'test'.")
         part = getattr(self, split)
-        return EpochStream(part.images, part.responses, batch_size=batch_size, seed=seed)
+        return EpochStream(part.images, part.responses, batch_size=batch_size, seed=seed, passes_per_epoch=passes_per_epoch)
 
 
 def _gaussian(radius: np.ndarray, sigma: np.ndarray) -> np.ndarray:
