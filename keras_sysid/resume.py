@@ -29,9 +29,9 @@ class TrainingBackup(keras.callbacks.Callback):
     """Keeps a ``fit`` resumable after a crash, a pre-emption or ``kill -9``.
 
     Use it through :func:`~keras_sysid.training.fit_with_schedule`'s
-    ``backup_dir``, which also passes ``initial_epoch`` to ``fit`` and replays
-    the data set's shuffles of the finished epochs, so a resumed seeded run
-    sees the same batches as an uninterrupted one.
+    ``backup_dir``, which also passes ``initial_epoch`` to ``fit`` and starts
+    an :class:`~keras_sysid.data.pipeline.EpochStream` at that epoch, so a
+    resumed run sees the same batches as an uninterrupted one.
 
     Args:
         directory: Folder of the backups (created if missing).

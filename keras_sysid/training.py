@@ -161,7 +161,8 @@ def fit_with_schedule(
         backup_dir: Folder for a :class:`~keras_sysid.resume.TrainingBackup`.
             When it holds a backup, the fit continues after its last completed
             epoch (or, if that run had finished, just loads its result); with
-            a seeded ``tf.data`` shuffle the result equals an uninterrupted run's.
+            an :class:`~keras_sysid.data.pipeline.EpochStream` the result equals
+            an uninterrupted run's.
         fingerprint: The run's config, stored with the backup; resuming a
             backup with another fingerprint raises
             :class:`~keras_sysid.resume.BackupError`.
