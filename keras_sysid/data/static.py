@@ -235,9 +235,7 @@ class StaticData:
 
         selected = self.indices(tier)
         dataset = tf.data.Dataset.from_tensor_slices((self.images[selected], self.responses[selected]))
-        scale = None if response_scale is None else np.asarray(response_scale, "float32")
-        if scale is not None and scale.shape != (self.n_neurons,):
-            raise ValueError(f"response_scale must have shape ({self.n_neurons},); got {scale.shape}.")
+        scale = self._checked_scale(response_scale)
         if scale is not None or standardize_images is not None:
             mean, std = standardize_images if standardize_images is not None else (0.0, 1.0)
 
@@ -264,12 +262,20 @@ class StaticData:
         from keras_sysid.data.pipeline import EpochStream  # TensorFlow stays at this edge of the module.
 
         images, responses = self.tier(tier)
-        if response_scale is not None:
-            scale = np.asarray(response_scale, "float32")
-            if scale.shape != (self.n_neurons,):
-                raise ValueError(f"response_scale must have shape ({self.n_neurons},); got {scale.shape}.")
+        scale = self._checked_scale(response_scale)
+        if scale is not None:
             responses = responses / scale
         return EpochStream(images, responses, batch_size=batch_size, seed=seed)
+
+
+    def _checked_scale(self, response_scale) -> np.ndarray | None:
+        """``response_scale`` as float32 ``(N,)``, or ``None``; a wrong shape raises."""
+        if response_scale is None:
+            return None
+        scale = np.asarray(response_scale, "float32")
+        if scale.shape != (self.n_neurons,):
+            raise ValueError(f"response_scale must have shape ({self.n_neurons},); got {scale.shape}.")
+        return scale
 
 
 def _check_finite(array: np.ndarray, what: str) -> None:
