@@ -233,6 +233,26 @@ class SystemIdentificationModel(keras.Model):
             raise ValueError("response scale must be positive and finite for every neuron.")
         self.response_scale.assign(scale.astype(self.response_scale.dtype))
 
+    def feature_maps(self, images, batch_size: int = 256) -> np.ndarray:
+        """The core's output for raw images, in inference mode.
+
+        Args:
+            images: ``(T, *image_shape)`` in the data's units.
+            batch_size: Images per forward pass.
+
+        Returns:
+            ``(T, grid_height, grid_width, channels)`` float32.
+        """
+        validation.check_images(images, self.image_shape, name="feature-map images")
+        images = np.asarray(images, dtype="float32")
+        chunks = [
+            keras.ops.convert_to_numpy(
+                self.core((images[start:start + batch_size] - self.image_mean) / self.image_std, training=False)
+            )
+            for start in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks).astype("float32")
+
     def _grid_offset(self) -> np.ndarray:
         # Unit stride, symmetric cropping: grid cell i is centred on image pixel i + offset.
         return (np.asarray(self.image_shape[:2]) - np.asarray(self.grid_shape)) / 2.0

@@ -120,3 +120,60 @@ def envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing: flo
     first_order = peak_normalised(spike_triggered_averages(images, responses).astype("float64") ** 2)
     second_order = peak_normalised(np.abs(spike_triggered_variances(images, responses).astype("float64")))
     return peak_positions(_gaussian_blur(first_order + second_order, smoothing))
+
+
+def feature_regression_positions(
+    feature_maps: np.ndarray, responses: np.ndarray, ridge: float = 1.0, max_elements: int = 2**25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each neuron's location on a core's grid: where its features predict it best.
+
+    A pretrained core already computes the population's features (the
+    *what*), so a new neuron can be found by asking, at every grid position,
+    how well a ridge regression on the ``C`` feature values there predicts
+    its responses. The score is the leave-one-out R^2 (closed form from the
+    SVD of each position's ``(T, C)`` design), so positions are compared on
+    held-out prediction, not on fit. This needs far fewer images than a
+    spike-triggered envelope on pixels, because only ``C`` weights are fitted
+    per position.
+
+    Args:
+        feature_maps: ``(T, h, w, C)`` core outputs for the training images.
+        responses: ``(T, N)`` responses to the same images.
+        ridge: Ridge penalty per image: ``lambda = ridge * T`` on features
+            standardised over images.
+        max_elements: Bound on the ``(positions, T, N)`` temporaries: grid
+            positions are solved in chunks that keep them this small.
+
+    Returns:
+        ``(positions, scores)``: ``(N, 2)`` (row, column) on the grid, refined
+        between cells (:func:`peak_positions` of the positive scores), and the
+        ``(N, h, w)`` leave-one-out R^2 maps.
+    """
+    feature_maps = np.asarray(feature_maps, dtype="float64")
+    responses = np.asarray(responses, dtype="float64")
+    if feature_maps.ndim != 4 or responses.ndim != 2 or len(feature_maps) != len(responses):
+        raise ValueError(
+            f"feature_regression_positions: need feature maps (T, h, w, C) and responses (T, N) for the same T; "
+            f"got {feature_maps.shape} and {responses.shape}."
+        )
+    if not (np.all(np.isfinite(feature_maps)) and np.all(np.isfinite(responses))):
+        raise ValueError("feature_regression_positions: feature maps and responses must be finite (no NaN/inf).")
+    n_images, height, width, channels = feature_maps.shape
+    designs = feature_maps.reshape(n_images, height * width, channels).transpose(1, 0, 2)  # (P, T, C)
+    designs = designs - designs.mean(axis=1, keepdims=True)
+    designs = designs / np.maximum(designs.std(axis=1, keepdims=True), 1e-12)
+    centred = responses - responses.mean(axis=0)
+    total = np.maximum(np.square(centred).sum(axis=0), 1e-30)  # (N,)
+    penalty = float(ridge) * n_images
+    scores = np.empty((height * width, responses.shape[1]))
+    chunk = max(1, int(max_elements) // (n_images * responses.shape[1]))
+    for start in range(0, height * width, chunk):
+        left, singular, _ = np.linalg.svd(designs[start:start + chunk], full_matrices=False)  # (p, T, C), (p, C)
+        shrink = np.square(singular) / (np.square(singular) + penalty)  # (p, C)
+        leverage = np.einsum("ptc,pc->pt", np.square(left), shrink)  # (p, T)
+        fitted = left @ (shrink[:, :, None] * (left.transpose(0, 2, 1) @ centred))  # (p, T, N)
+        # Leave-one-out residuals of a linear smoother: (y - y_hat) / (1 - h_ii).
+        held_out = (centred[None] - fitted) / (1.0 - leverage)[:, :, None]
+        scores[start:start + chunk] = 1.0 - np.square(held_out).sum(axis=1) / total
+    score_maps = scores.T.reshape(-1, height, width)
+    return peak_positions(np.maximum(score_maps, 0.0)), score_maps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_sysid import validation
 from keras_sysid.models import READOUTS, SystemIdentificationModel, _from_spec
 
 
@@ -63,6 +64,36 @@ def with_new_readout(
     return model
 
 
+def locate_new_neurons(model: SystemIdentificationModel, images, responses, ridge: float = 1.0) -> np.ndarray:
+    """Where new neurons sit on ``model``'s core grid, found with its core.
+
+    Runs the (pretrained) core on the images and, at every grid position,
+    scores a ridge regression of each neuron's responses on the core's
+    features there (:func:`~keras_sysid.positions.feature_regression_positions`).
+    The core already knows *what* the cell types compute, so only *where*
+    is left to find, from ``C`` weights per position instead of a pixel map.
+
+    Args:
+        model: A model whose core is pretrained.
+        images: ``(T, *image_shape)`` training images in the data's units.
+        responses: ``(T, N)`` the new neurons' responses to them.
+        ridge: Ridge penalty per image (see ``feature_regression_positions``).
+
+    Returns:
+        ``(N, 2)`` (row, column) on the core's grid, for
+        ``FixedMaskReadout.set_positions`` or ``FactorizedReadout.initialize_mask_at``.
+
+    Example:
+        >>> new = with_new_readout(ks.zoo.load("synthetic_cnn_factorized"), 100, readout={"type": "fixed_mask"})
+        >>> new.readout.set_positions(locate_new_neurons(new, images, responses))
+    """
+    from keras_sysid.positions import feature_regression_positions
+
+    validation.check_responses(responses, n_trials=len(images), name="new neurons' responses")
+    on_grid, _ = feature_regression_positions(model.feature_maps(images), responses, ridge=ridge)
+    return on_grid
+
+
 def fresh_copy(model: SystemIdentificationModel, name: str = "fresh") -> SystemIdentificationModel:
     """A model of the same architecture as ``model`` with newly initialised weights."""
     config = keras.saving.serialize_keras_object(model)
@@ -82,7 +113,7 @@ def transfer_learning_curve(
     log=print,
     min_images_per_epoch: int = 512,
     readout=None,
-    known_locations: bool = False,
+    locations: str = "core",
 ) -> list[dict]:
     """FEV on new neurons against training images, transferred core vs. fresh model.
 
@@ -107,11 +138,12 @@ def transfer_learning_curve(
             often enough to see at least this many.
         readout: The new readout of both models, e.g. ``{"type": "fixed_mask"}``
             (default: a copy of ``pretrained``'s kind and settings).
-        known_locations: Place (``fixed_mask``) or start (``factorized``) each
-            new neuron's mask at its true location instead of its
-            spike-triggered envelope: this isolates what the core transfers
-            (the *what*) from finding each neuron (the *where*), which from a
-            few hundred noisy images fails for either model.
+        locations: How each new neuron's mask is placed (``fixed_mask``) or
+            started (``factorized``): ``"core"``: the transferred model finds
+            it with its pretrained core (:func:`locate_new_neurons`), the fresh
+            model, which has no trained core, from its spike-triggered
+            envelope; ``"envelope"``: both from the envelope; ``"known"``: both
+            at the true location, which isolates what the core transfers.
 
     Returns:
         One row per size: ``n_train``, ``fev_transferred``, ``fev_fresh``,
@@ -123,6 +155,8 @@ def transfer_learning_curve(
     from keras_sysid.readouts import FactorizedReadout, FixedMaskReadout
     from keras_sysid.training import fit_with_schedule
 
+    if locations not in ("core", "envelope", "known"):
+        raise ValueError(f"locations must be 'core', 'envelope' or 'known'; got {locations!r}.")
     rows = []
     for n_train in train_sizes:
         population = new_neurons(source_population, n_neurons, n_train=n_train, seed=seed)
@@ -139,21 +173,23 @@ def transfer_learning_curve(
                 fresh, n_neurons, readout=readout, freeze_core=False, mean_responses=mean_responses, name="fresh"
             ),
         }
-        envelope = None
         for label, model in candidates.items():
             if isinstance(model.readout, (FactorizedReadout, FixedMaskReadout)):
-                # Both start each mask at the neuron's spike-triggered envelope
-                # (as the mouse V1 rivals do): from random masks, a few hundred
-                # images fit noise before they find a location.
-                if envelope is None:
-                    envelope = (
-                        population.locations.astype("float64") if known_locations
-                        else envelope_positions(population.train.images, population.train.responses)
+                # Masks start at a location, not at random (as the mouse V1
+                # rivals do): from random masks, a few hundred images fit noise
+                # before they find one.
+                if locations == "known":
+                    on_grid = model.pixels_to_grid(population.locations.astype("float64"))
+                elif locations == "core" and label == "transferred":
+                    on_grid = locate_new_neurons(model, population.train.images, population.train.responses)
+                else:
+                    on_grid = model.pixels_to_grid(
+                        envelope_positions(population.train.images, population.train.responses)
                     )
                 if isinstance(model.readout, FixedMaskReadout):
-                    model.readout.set_positions(model.pixels_to_grid(envelope))
+                    model.readout.set_positions(on_grid)
                 else:
-                    model.readout.initialize_mask_at(model.pixels_to_grid(envelope))
+                    model.readout.initialize_mask_at(on_grid)
             history = fit_with_schedule(
                 model,
                 # Every point's epochs hold about min_images_per_epoch images, so

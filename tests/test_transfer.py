@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 import keras_sysid as ks
 from keras_sysid.training import compile_model
@@ -56,3 +57,22 @@ def test_learning_curve_rows_and_a_fresh_copy_has_new_weights():
     rows = transfer_learning_curve(pretrained, source, n_neurons=4, train_sizes=(16, 32), max_epochs=1, log=lambda _: None)
     assert [row["n_train"] for row in rows] == [16, 32]
     assert all(np.isfinite(row["fev_transferred"]) and np.isfinite(row["fev_fresh"]) for row in rows)
+
+
+
+def test_locate_new_neurons_asks_the_core_where_each_neuron_reads():
+    from keras_sysid.transfer import locate_new_neurons
+
+    # With an identity core the features are the standardised pixels, so each
+    # neuron, driven by one pixel, must be found on that pixel.
+    model = ks.build_model(3, (10, 12), core={"type": "identity"}, readout={"type": "fixed_mask"}, image_mean=5.0, image_std=2.0)
+    rng = np.random.default_rng(0)
+    images = rng.normal(5.0, 2.0, (150, 10, 12, 1)).astype("float32")
+    true = np.array([[1, 2], [8, 10], [4, 6]])
+    responses = np.stack([images[:, r, c, 0] for r, c in true], axis=1) + rng.normal(0, 1.0, (150, 3))
+    found = locate_new_neurons(model, images, responses)
+    np.testing.assert_allclose(found, true, atol=0.5)
+    model.readout.set_positions(found)
+    assert model.feature_maps(images[:7], batch_size=4).shape == (7, 10, 12, 1)
+    with pytest.raises(ValueError, match="responses"):
+        locate_new_neurons(model, images, responses[:-1])

@@ -7,13 +7,17 @@ architecture, and prints their test FEV. The last line is the table as JSON.
 
 Examples:
 
-  python tools/transfer.py --pretrained synthetic_cnn_factorized
-
-  # New neurons read out at their spike-triggered envelope (features only).
+  # Each new neuron located with the pretrained core (the fresh model, which
+  # has none, uses the spike-triggered envelope), then its features learned.
   python tools/transfer.py --pretrained synthetic_cnn_factorized --readout fixed_mask
 
-  # The same with each mask at the neuron's true location: what the core transfers.
-  python tools/transfer.py --pretrained synthetic_cnn_factorized --readout fixed_mask --known_locations
+  # The factorized readout, its masks started at those locations.
+  python tools/transfer.py --pretrained synthetic_cnn_factorized
+
+  # Both models at the envelope, or both at the true location (what the core
+  # transfers once the neurons are found).
+  python tools/transfer.py --pretrained synthetic_cnn_factorized --readout fixed_mask --locations envelope
+  python tools/transfer.py --pretrained synthetic_cnn_factorized --readout fixed_mask --locations known
 
   python tools/transfer.py --pretrained zoo/synthetic_cnn_factorized \
       --sizes 256,1024 --n_neurons 50 --fine_tune
@@ -34,8 +38,10 @@ _READOUT = flags.DEFINE_enum(
     "readout", "same", ["same", "factorized", "fixed_mask", "gaussian"],
     "New readout of both models (same: the pretrained model's kind and settings).",
 )
-_KNOWN_LOCATIONS = flags.DEFINE_bool(
-    "known_locations", False, "Masks at the new neurons' true locations (not their spike-triggered envelope)."
+_LOCATIONS = flags.DEFINE_enum(
+    "locations", "core", ["core", "envelope", "known"],
+    "Where new neurons' masks are placed or started: core (transferred model: found with its core; fresh model: "
+    "spike-triggered envelope), envelope (both), known (both at the true location).",
 )
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the new neurons and of training.")
 
@@ -46,7 +52,7 @@ def main(argv):
         _PRETRAINED.value, n_neurons=_N_NEURONS.value, train_sizes=[int(s) for s in _SIZES.value],
         freeze_core=not _FINE_TUNE.value, max_epochs=_MAX_EPOCHS.value, seed=_SEED.value,
         readout=None if _READOUT.value == "same" else {"type": _READOUT.value},
-        known_locations=_KNOWN_LOCATIONS.value,
+        locations=_LOCATIONS.value,
     )
     print(json.dumps(rows))
 
