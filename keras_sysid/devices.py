@@ -2,19 +2,22 @@
 
 Chosen with ``tools/benchmark.py`` (README, Benchmark), which measures
 training throughput with XLA (``jit_compile``) on and off and with float32 or
-mixed precision. :func:`~keras_sysid.training.compile_model` uses
-:func:`preferred_jit_compile` unless told otherwise.
+mixed precision, and with ``tools/train.py``, which showed that mixed bfloat16
+fits the synthetic ground truth as well as float32.
+:func:`~keras_sysid.training.compile_model` uses :func:`preferred_jit_compile`
+unless told otherwise; ``tools/train.py`` uses :func:`preferred_mixed_precision`.
 """
 
 from __future__ import annotations
 
 import keras
 
-# cpu: measured on 2 cores (README). gpu: not measured here (no GPU was
-# available); XLA is Keras' own default there and mixed precision stays off
-# until a benchmark shows it helps without changing the fit.
+# cpu: measured on 2 cores (README). Mixed precision only where the CPU has
+# native bfloat16 arithmetic; elsewhere bfloat16 is emulated and slower.
+# gpu: not measured here (no GPU was available); XLA is Keras' own default
+# there and mixed precision stays off until a benchmark shows it helps.
 PREFERRED = {
-    "cpu": {"jit_compile": False, "mixed_precision": False},
+    "cpu": {"jit_compile": False, "mixed_precision": "native_bfloat16"},
     "gpu": {"jit_compile": True, "mixed_precision": False},
 }
 
@@ -40,3 +43,61 @@ def device_kind() -> str:
 def preferred_jit_compile() -> bool:
     """Whether to compile training steps with XLA on this device kind."""
     return PREFERRED[device_kind()]["jit_compile"]
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this (Linux) CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            flags = next((line.split(":", 1)[1].split() for line in file if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def preferred_mixed_precision() -> bool:
+    """Whether training on this device kind should compute in mixed precision."""
+    choice = PREFERRED[device_kind()]["mixed_precision"]
+    return cpu_has_native_bfloat16() if choice == "native_bfloat16" else bool(choice)
+
+
+def mixed_policy_name() -> str:
+    """Keras' mixed policy for this device: float16 on GPUs (and torch), else bfloat16."""
+    return "mixed_float16" if device_kind() == "gpu" or keras.backend.backend() == "torch" else "mixed_bfloat16"
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """``model`` rebuilt to compute in float32, with the same weights.
+
+    A model built under a mixed policy predicts in bfloat16 or float16
+    (about 3 significant digits). Training gains from that; predictions and
+    saved models should not, so fitted models are handed on in float32.
+
+    Args:
+        model: A built Keras model (weights are float32 under any policy).
+
+    Returns:
+        An uncompiled model of the same class and weights whose layers all
+        compute in float32; ``model`` itself if it already does.
+    """
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers()):
+        return model
+    config = keras.saving.serialize_keras_object(model)
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" or node.get("class_name") == "FloatDTypePolicy":
+                return "float32"
+            return {key: to_float32(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [to_float32(value) for value in node]
+        return node
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = keras.saving.deserialize_keras_object(to_float32(config), safe_mode=True)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -14,7 +14,7 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import distribute, metrics
+from keras_sysid import devices, distribute, metrics
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.models import build_model
 from keras_sysid.training import fit_with_schedule
@@ -136,6 +136,8 @@ def run_synthetic(
             fingerprint=dataclasses.asdict(config),
             jit_compile=jit_compile,
         )
+    # A model trained in mixed precision is scored (and returned) in float32.
+    model = devices.float32_copy(model)
     prediction = model.predict(population.test.images, batch_size=256, verbose=0)
     fev = metrics.fev(population.test.clean_responses, prediction)
     distance = metrics.rf_distance(model.rf_positions(), population.locations)

@@ -141,8 +141,8 @@ def feature_regression_positions(
         responses: ``(T, N)`` responses to the same images.
         ridge: Ridge penalty per image: ``lambda = ridge * T`` on features
             standardised over images.
-        max_elements: Bound on the ``(positions, T, N)`` temporaries: grid
-            positions are solved in chunks that keep them this small.
+        max_elements: Bound on each chunk's temporaries: grid positions are
+            solved in chunks of about ``max_elements / (T * C + C * N)``.
 
     Returns:
         ``(positions, scores)``: ``(N, 2)`` (row, column) on the grid, refined
@@ -164,16 +164,30 @@ def feature_regression_positions(
     designs = designs / np.maximum(designs.std(axis=1, keepdims=True), 1e-12)
     centred = responses - responses.mean(axis=0)
     total = np.maximum(np.square(centred).sum(axis=0), 1e-30)  # (N,)
+    squared = np.square(centred)
+    centred32 = centred.astype("float32")
     penalty = float(ridge) * n_images
     scores = np.empty((height * width, responses.shape[1]))
-    chunk = max(1, int(max_elements) // (n_images * responses.shape[1]))
+    chunk = max(1, int(max_elements) // (n_images * channels + channels * responses.shape[1]))
     for start in range(0, height * width, chunk):
         left, singular, _ = np.linalg.svd(designs[start:start + chunk], full_matrices=False)  # (p, T, C), (p, C)
         shrink = np.square(singular) / (np.square(singular) + penalty)  # (p, C)
         leverage = np.einsum("ptc,pc->pt", np.square(left), shrink)  # (p, T)
-        fitted = left @ (shrink[:, :, None] * (left.transpose(0, 2, 1) @ centred))  # (p, T, N)
-        # Leave-one-out residuals of a linear smoother: (y - y_hat) / (1 - h_ii).
-        held_out = (centred[None] - fitted) / (1.0 - leverage)[:, :, None]
-        scores[start:start + chunk] = 1.0 - np.square(held_out).sum(axis=1) / total
+        # Leave-one-out residuals of a linear smoother are (y - y_hat) / (1 - h_tt);
+        # their weighted sum of squares is expanded so that no (p, T, N) array is formed.
+        weight = 1.0 / np.square(1.0 - leverage)  # (p, T)
+        # One large float32 product for the whole chunk: it dominates the cost.
+        stacked = np.concatenate([left, left * weight[:, :, None]], axis=2).transpose(0, 2, 1)  # (p, 2C, T)
+        products = (stacked.reshape(-1, n_images).astype("float32") @ centred32).astype("float64")
+        products = products.reshape(len(left), 2, channels, -1)
+        projected, weighted = products[:, 0], products[:, 1]  # (p, C, N) each
+        coefficients = shrink[:, :, None] * projected  # fitted = left @ coefficients
+        gram = left.transpose(0, 2, 1) @ (left * weight[:, :, None])  # (p, C, C)
+        held_out_rss = (
+            weight @ squared
+            - 2.0 * np.sum(coefficients * weighted, axis=1)
+            + np.sum(coefficients * (gram @ coefficients), axis=1)
+        )
+        scores[start:start + chunk] = 1.0 - held_out_rss / total
     score_maps = scores.T.reshape(-1, height, width)
     return peak_positions(np.maximum(score_maps, 0.0)), score_maps

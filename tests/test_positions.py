@@ -49,7 +49,7 @@ def test_feature_regression_finds_where_known_features_predict_each_neuron():
     np.testing.assert_allclose(found, true, atol=0.5)
     # Chunking the grid (tiny memory bound) changes nothing.
     _, chunked = positions.feature_regression_positions(feature_maps, responses, max_elements=1)
-    np.testing.assert_allclose(chunked, scores, atol=1e-10)
+    np.testing.assert_allclose(chunked, scores, atol=1e-6)
 
 
 def test_feature_regression_scores_are_exact_leave_one_out_r2():
@@ -67,7 +67,7 @@ def test_feature_regression_scores_are_exact_leave_one_out_r2():
         )
         residuals.append(centred[left_out] - design[left_out] @ coefficients)
     expected = 1 - np.square(residuals).sum(0) / np.square(centred).sum(0)
-    np.testing.assert_allclose(scores[:, 9, 14], expected, atol=1e-10)
+    np.testing.assert_allclose(scores[:, 9, 14], expected, atol=1e-5)  # float32 products
 
 
 def test_feature_regression_rejects_mismatched_or_nan_input():
