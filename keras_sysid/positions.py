@@ -149,7 +149,8 @@ def feature_regression_positions(
         between cells (:func:`peak_positions` of the positive scores), and the
         ``(N, h, w)`` leave-one-out R^2 maps.
     """
-    feature_maps = np.asarray(feature_maps, dtype="float64")
+    # Feature maps stay float32 (a mouse V1 core's are 1 GB); each chunk is solved in float64.
+    feature_maps = np.asarray(feature_maps, dtype="float32")
     responses = np.asarray(responses, dtype="float64")
     if feature_maps.ndim != 4 or responses.ndim != 2 or len(feature_maps) != len(responses):
         raise ValueError(
@@ -160,8 +161,6 @@ def feature_regression_positions(
         raise ValueError("feature_regression_positions: feature maps and responses must be finite (no NaN/inf).")
     n_images, height, width, channels = feature_maps.shape
     designs = feature_maps.reshape(n_images, height * width, channels).transpose(1, 0, 2)  # (P, T, C)
-    designs = designs - designs.mean(axis=1, keepdims=True)
-    designs = designs / np.maximum(designs.std(axis=1, keepdims=True), 1e-12)
     centred = responses - responses.mean(axis=0)
     total = np.maximum(np.square(centred).sum(axis=0), 1e-30)  # (N,)
     squared = np.square(centred)
@@ -170,7 +169,10 @@ def feature_regression_positions(
     scores = np.empty((height * width, responses.shape[1]))
     chunk = max(1, int(max_elements) // (n_images * channels + channels * responses.shape[1]))
     for start in range(0, height * width, chunk):
-        left, singular, _ = np.linalg.svd(designs[start:start + chunk], full_matrices=False)  # (p, T, C), (p, C)
+        design = designs[start:start + chunk].astype("float64")
+        design = design - design.mean(axis=1, keepdims=True)
+        design = design / np.maximum(design.std(axis=1, keepdims=True), 1e-12)
+        left, singular, _ = np.linalg.svd(design, full_matrices=False)  # (p, T, C), (p, C)
         shrink = np.square(singular) / (np.square(singular) + penalty)  # (p, C)
         leverage = np.einsum("ptc,pc->pt", np.square(left), shrink)  # (p, T)
         # Leave-one-out residuals of a linear smoother are (y - y_hat) / (1 - h_tt);
