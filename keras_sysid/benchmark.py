@@ -144,7 +144,7 @@ def _measure_training(
     # input) stalled for about 1.5 s here, a cost of the input, not the model.
     stream = EpochStream(images, responses, batch_size=batch_size, seed=seed).dataset()
     clock = _clock()
-    model.fit(stream, steps_per_epoch=steps, epochs=2, verbose=0, callbacks=[clock])
+    model.fit(stream, steps_per_epoch=steps, epochs=2, verbose=0, shuffle=False, callbacks=[clock])
     train_seconds = clock.epoch_seconds[-1]
     # Prediction is timed from the end of its first batch to the end of its last.
     model.predict(images, batch_size=batch_size, verbose=0, callbacks=[clock])

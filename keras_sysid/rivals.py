@@ -12,7 +12,8 @@ name                      core                        readout
 ``fixed_mask``            paper's 3-layer CNN          fixed Gaussian at the peak of the
                                                       spike-triggered envelope
                                                       (Batty et al. 2017)
-``factorized``            paper's 3-layer CNN          factorized sparse (the paper)
+``factorized``            paper's 3-layer CNN          factorized sparse (the paper;
+                                                      signed features)
 ``gaussian``              paper's 3-layer CNN          learned Gaussian position
                                                       (Lurz et al. 2021)
 ========================  ==========================  ==================================
@@ -56,14 +57,18 @@ RIVALS = {
         "readout": {"type": "fully_connected", "pool_size": 2, "l2": 0.001, "dropout": 0.2},
     },
     "fixed_mask": {"core": MOUSE_CORE, "readout": {"type": "fixed_mask", "mask_sigma": 1.5, "l1": 0.001}},
-    # Chosen on the validation tier (single-trial correlation after 4-8 epochs):
+    # Chosen on the validation tier (single-trial correlation), never the test tier:
     # random masks at learning rate 0.003 overfit early (peak 0.177 with l1
     # 0.01); masks started at each neuron's spike-triggered envelope and rate
     # 0.001 learn faster and further (0.198 at epoch 8). l1 0.05 and relu
-    # positivity of the mask both learned more slowly.
+    # positivity of the mask both learned more slowly. The mask stays
+    # non-negative, but the features are signed, as in Lurz et al.'s factorized
+    # baseline: with positive features a readout on a fixed, well-trained core
+    # reached 0.238 after 5 epochs where signed ones reached 0.271, and a joint
+    # fit peaked at 0.246 in 40 epochs against 0.240 in 51 with positive features.
     "factorized": {
         "core": MOUSE_CORE,
-        "readout": {"type": "factorized", "l1": 0.02},
+        "readout": {"type": "factorized", "l1": 0.02, "positive_features": False},
         "mask_init": "envelope",
         "learning_rate": 0.001,
     },

@@ -256,3 +256,15 @@ def _gradients(contract, inputs, upstream):
     tensors = [torch.tensor(keras.ops.convert_to_numpy(x), requires_grad=True) for x in inputs]
     (contract(*tensors) * torch.tensor(upstream)).sum().backward()
     return [t.grad.numpy() for t in tensors]
+
+
+def test_prune_mask_zeroes_entries_below_a_fraction_of_each_neurons_peak():
+    layer = readouts.FactorizedReadout(2, l1=0.0, positive_mask=False)
+    layer.build((None, 2, 2, 3))
+    layer.mask.assign(np.array([[1.0, -0.2], [0.05, 0.1], [-0.5, -0.01], [0.009, 0.03]], "float32"))
+    assert layer.prune_mask(0.1) == 5 / 8
+    np.testing.assert_array_equal(
+        np.asarray(layer.mask), np.array([[1.0, -0.2], [0.0, 0.1], [-0.5, 0.0], [0.0, 0.03]], "float32")
+    )
+    with pytest.raises(ValueError, match="relative_threshold"):
+        layer.prune_mask(1.5)

@@ -72,3 +72,22 @@ def test_config_naming_unregistered_code_is_refused(entry):
         json.dump(config, file)
     with pytest.raises(zoo.ZooError, match="config.json: not a loadable model config"):
         zoo.load(folder, verify_checksums=False)
+
+
+def test_stored_weights_are_compressed_and_a_pruned_mask_stays_exact(tmp_path):
+    import h5py
+
+    model = ks.build_model(
+        300, (20, 24), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [5, 3]},
+        readout={"type": "factorized"}, image_mean=100.0, image_std=50.0,
+    )
+    kept = model.readout.prune_mask(0.5)
+    assert 0.0 < kept < 1.0
+    folder = str(tmp_path / "sparse")
+    zoo.save(model, folder, {"name": "sparse"}, "# sparse\n")
+    with h5py.File(os.path.join(folder, "model.weights.h5")) as weights:
+        compressions = []
+        weights.visititems(lambda _, item: compressions.append(item.compression) if isinstance(item, h5py.Dataset) and item.size > 1024 else None)
+    assert compressions and set(compressions) == {"gzip"}
+    loaded = zoo.load(folder)
+    np.testing.assert_array_equal(np.asarray(loaded.readout.mask), np.asarray(model.readout.mask))

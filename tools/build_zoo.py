@@ -5,7 +5,7 @@ Examples:
   # Mouse V1 entries: fit, or reuse a model that tools/reproduce.py fitted.
   python tools/build_zoo.py --entry mouse_v1_factorized \
       --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip \
-      --model runs/mouse_v1_60/factorized/model.keras \
+      --model runs/mouse_v1/factorized/model.keras \
       --trained_with "python tools/reproduce.py --experiment mouse_v1 --data static20457-5-9-preproc0.zip --models factorized --max_epochs 60"
 
   # The synthetic ground truths as simulators (constructed, seconds).
