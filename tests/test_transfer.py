@@ -57,6 +57,10 @@ def test_learning_curve_rows_and_a_fresh_copy_has_new_weights():
     rows = transfer_learning_curve(pretrained, source, n_neurons=4, train_sizes=(16, 32), max_epochs=1, log=lambda _: None)
     assert [row["n_train"] for row in rows] == [16, 32]
     assert all(np.isfinite(row["fev_transferred"]) and np.isfinite(row["fev_fresh"]) for row in rows)
+    # A point does not depend on the points fitted before it.
+    alone = transfer_learning_curve(pretrained, source, n_neurons=4, train_sizes=(32,), max_epochs=1, log=lambda _: None)
+    assert alone[0]["fev_transferred"] == pytest.approx(rows[1]["fev_transferred"], abs=1e-6)
+    assert alone[0]["fev_fresh"] == pytest.approx(rows[1]["fev_fresh"], abs=1e-6)
 
 
 
