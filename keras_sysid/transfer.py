@@ -162,8 +162,8 @@ def transfer_learning_curve(
         population = new_neurons(source_population, n_neurons, n_train=n_train, seed=seed)
         mean_responses = population.train.responses.mean(axis=0)
         row = {"n_train": int(n_train)}
-        # Each point starts from a clean Keras state, so its models do not depend on
-        # how many weights earlier points drew from the global seed generator.
+        # Each point starts from a clean Keras state (layer names, seed draws), not
+        # from what the points before it left behind.
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         # Same architecture, new weights; with_new_readout below gives it the new neurons.
