@@ -124,11 +124,12 @@ def _measure_training(
     import keras
 
     from keras_sysid.data.pipeline import EpochStream
+    from keras_sysid.devices import mixed_policy_name
     from keras_sysid.models import build_model
     from keras_sysid.training import compile_model
 
     if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16" if keras.backend.backend() != "torch" else "mixed_float16")
+        keras.mixed_precision.set_global_policy(mixed_policy_name())
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     images = rng.uniform(0, 255, (batch_size * steps, *image_shape, 1)).astype("float32")

@@ -158,12 +158,10 @@ def _compress_weights(path: str) -> None:
         for name, item in source.items():
             if isinstance(item, h5py.Group):
                 copy(item, target.create_group(name))
-            elif item.shape and item.size > 1024:
-                target.create_dataset(name, data=item[()], compression="gzip", compression_opts=6, shuffle=True)
-                target[name].attrs.update(dict(item.attrs))
             else:
-                target.create_dataset(name, data=item[()])
-                target[name].attrs.update(dict(item.attrs))
+                # Scalars and tiny arrays gain nothing from compression.
+                packed = {"compression": "gzip", "compression_opts": 6, "shuffle": True} if item.size > 1024 else {}
+                target.create_dataset(name, data=item[()], **packed).attrs.update(dict(item.attrs))
 
     temporary = path + ".tmp"
     with h5py.File(path, "r") as source, h5py.File(temporary, "w") as target:

@@ -68,7 +68,7 @@ def mouse_v1(
     if rival == "factorized":
         # Chosen on the validation tier: zeroing mask entries below 1% of each
         # neuron's peak kept its correlation (0.2505 vs 0.2502) and 15% of the
-        # entries, so the stored (compressed) weights are 4x smaller.
+        # entries, so the stored (compressed) weights are about 3x smaller.
         kept = model.readout.prune_mask(MASK_PRUNING)
         pruning = {"mask_pruned_below": f"{MASK_PRUNING:g} of each neuron's peak", "mask_entries_kept": round(kept, 4)}
     scores = evaluation.evaluate_model(model, data, "test").summary()

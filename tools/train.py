@@ -94,9 +94,10 @@ def main(argv):
     # The strategy comes first: a multi-worker one must be made before
     # anything (such as asking for the device kind) starts TensorFlow's runtime.
     strategy = distribute.make_strategy(_STRATEGY.value)
-    mixed_precision = {"preferred": devices.preferred_mixed_precision(), "true": True, "false": False}[
-        _MIXED_PRECISION.value
-    ]
+    if _MIXED_PRECISION.value == "preferred":
+        mixed_precision = devices.preferred_mixed_precision()
+    else:
+        mixed_precision = _MIXED_PRECISION.value == "true"
     if mixed_precision:
         keras.mixed_precision.set_global_policy(devices.mixed_policy_name())
     backup_dir = _BACKUP_DIR.value or (os.path.join(_OUT.value, "backup") if _OUT.value else None)
