@@ -2,55 +2,94 @@
 
 A shared convolutional core learns *what* a population computes; a per-neuron
 readout learns *where* each neuron looks (Klindt et al., NeurIPS 2017).
+
+``import keras_sysid as ks`` gives the library's modules (``ks.readouts``,
+``ks.cores``, ``ks.models``, ``ks.data``, ``ks.training``, ``ks.zoo``,
+``ks.transfer``, ``ks.export``, ``ks.simulators``...) and its main names;
+``ks.experiments`` (this project's presets and comparisons, above the
+library) is imported on first use.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from keras_sysid import (
+    cloning,
     cores,
     data,
+    devices,
+    distribute,
     evaluation,
+    export,
     losses,
     metrics,
     models,
     positions,
     readouts,
-    rivals,
+    registry,
+    regularizers,
+    resume,
+    simulators,
     training,
     transfer,
     validation,
     zoo,
 )
-from keras_sysid.cores import GroupSparsity, LaplacianSmoothness, StackedConv2DCore
+from keras_sysid.cores import Core, IdentityCore, StackedConv2DCore
 from keras_sysid.losses import PoissonLoss
 from keras_sysid.metrics import PearsonCorrelation
 from keras_sysid.models import SystemIdentificationModel, build_model
-from keras_sysid.readouts import FactorizedReadout, FixedMaskReadout, FullyConnectedReadout, GaussianReadout
-from keras_sysid.training import EarlyStoppingWithDecay, fit_with_schedule
+from keras_sysid.readouts import FactorizedReadout, FixedMaskReadout, FullyConnectedReadout, GaussianReadout, Readout
+from keras_sysid.regularizers import GroupSparsity, LaplacianSmoothness
+from keras_sysid.training import EarlyStoppingWithDecay, compile_model, fit_with_schedule
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+
+def __getattr__(name):
+    # experiments sits above the library: loaded only when asked for, so that
+    # importing the library never imports it.
+    if name == "experiments":
+        return importlib.import_module("keras_sysid.experiments")
+    raise AttributeError(f"module 'keras_sysid' has no attribute {name!r}")
+
 
 __all__ = [
+    "Core",
     "EarlyStoppingWithDecay",
     "FactorizedReadout",
     "FixedMaskReadout",
     "FullyConnectedReadout",
     "GaussianReadout",
     "GroupSparsity",
+    "IdentityCore",
     "LaplacianSmoothness",
     "PearsonCorrelation",
     "PoissonLoss",
+    "Readout",
     "StackedConv2DCore",
     "SystemIdentificationModel",
     "build_model",
+    "cloning",
+    "compile_model",
     "cores",
     "data",
+    "devices",
+    "distribute",
     "evaluation",
+    "experiments",
+    "export",
     "fit_with_schedule",
     "losses",
     "metrics",
     "models",
     "positions",
     "readouts",
-    "rivals",
+    "registry",
+    "regularizers",
+    "resume",
+    "simulators",
     "training",
     "transfer",
     "validation",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_sysid.cloning import clone
+
 # cpu: measured on 2 cores (README). Mixed precision only where the CPU has
 # native bfloat16 arithmetic; elsewhere bfloat16 is emulated and slower.
 # gpu: not measured here (no GPU was available); XLA is Keras' own default
@@ -82,8 +84,6 @@ def float32_copy(model: keras.Model) -> keras.Model:
     """
     if all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers()):
         return model
-    config = keras.saving.serialize_keras_object(model)
-
     def to_float32(node):
         if isinstance(node, dict):
             if node.get("class_name") == "DTypePolicy" or node.get("class_name") == "FloatDTypePolicy":
@@ -96,8 +96,6 @@ def float32_copy(model: keras.Model) -> keras.Model:
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        copy = keras.saving.deserialize_keras_object(to_float32(config), safe_mode=True)
+        return clone(model, edit_config=to_float32)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    copy.set_weights(model.get_weights())
-    return copy

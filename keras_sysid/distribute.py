@@ -109,3 +109,43 @@ def synchronized_batch_norm(model: keras.Model):
     finally:
         for layer in layers:
             layer.synchronized = False
+
+
+class MultiWorkerSafeTrainSteps:
+    """Mixin for a ``keras.Model`` that lets Keras' TensorFlow trainer run under
+    ``MultiWorkerMirroredStrategy``.
+
+    Keras 3's TensorFlow trainer cannot train under that strategy as shipped
+    (tensorflow/tensorflow#72388): it averages each
+    step's logs with ``reduce(axis=0)``, which fails on scalars, and it builds
+    the compiled metrics from one batch that it first reduces across replicas,
+    which the strategy cannot do eagerly. Outside multi-worker mode every
+    method here is Keras' own. Remove this class once Keras handles both.
+    """
+
+    def train_step(self, *args, **kwargs):
+        return self._reducible_across_workers(super().train_step(*args, **kwargs))
+
+    def test_step(self, *args, **kwargs):
+        return self._reducible_across_workers(super().test_step(*args, **kwargs))
+
+    def _reducible_across_workers(self, logs):
+        # As 1-element vectors the scalars average to the same scalar.
+        strategy = getattr(self, "_distribute_strategy", None)
+        in_multi_worker_mode = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode", None)
+        if in_multi_worker_mode is None or not in_multi_worker_mode():
+            return logs
+        return {name: keras.ops.reshape(value, (1,)) for name, value in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Overrides a private Keras method (the only hook there is): only the
+        # batch's shapes matter for building metrics, so this worker's own
+        # first replica batch serves instead of a cross-replica reduction.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is not None and strategy is not None:
+            for _, _, batches in iterator:
+                first = next(batches)
+                data_batch = keras.tree.map_structure(lambda value: strategy.experimental_local_results(value)[0], first)
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)

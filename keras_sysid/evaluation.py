@@ -1,4 +1,4 @@
-"""Scores of a model on repeated test trials: the numbers of Table 1 and Lurz et al.
+"""Scores of a model on repeated test trials (the numbers of Table 1 and Lurz et al.), and on a known truth.
 
 All scores are per neuron first, then averaged over neurons:
 
@@ -104,3 +104,23 @@ def evaluate_model(model, data, tier: str = "test", batch_size: int = 256) -> Re
     groups = [np.array([position[t] for t in group]) for group in data.repeat_groups(tier)]
     return score_repeats(responses, predictions, groups)
 
+
+
+def scores_against_truth(model, split, batch_size: int = 256) -> dict:
+    """Per-neuron scores of ``model`` on a synthetic split's noise-free rates.
+
+    Args:
+        model: A fitted model.
+        split: A :class:`~keras_sysid.data.synthetic.Split` (``images`` and
+            ``clean_responses``).
+        batch_size: Prediction batch size.
+
+    Returns:
+        ``{"fev": (N,), "correlation": (N,)}``: fraction of the true rates'
+        variance explained, and correlation with them.
+    """
+    prediction = model.predict(split.images, batch_size=batch_size, verbose=0)
+    return {
+        "fev": metrics.fev(split.clean_responses, prediction),
+        "correlation": metrics.correlation(split.clean_responses, prediction),
+    }

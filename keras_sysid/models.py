@@ -11,16 +11,12 @@ config, e.g. the paper's model::
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
-
 import keras
 import numpy as np
 from keras import ops
 
-from keras_sysid import cores, readouts, validation
-
-_PACKAGE = "keras_sysid"
+from keras_sysid import cores, positions, readouts, validation
+from keras_sysid.distribute import MultiWorkerSafeTrainSteps
 
 
 def _elu_plus_one(x):
@@ -43,8 +39,8 @@ OUTPUT_NONLINEARITIES = {
 }
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class SystemIdentificationModel(keras.Model):
+@keras.saving.register_keras_serializable(package="keras_sysid")
+class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
     """Predicts the responses of a neural population to images.
 
     ``rates = response_scale * nonlinearity(readout(core((images - image_mean)
@@ -164,37 +160,6 @@ class SystemIdentificationModel(keras.Model):
         self._check_arrays(x, None, "prediction")
         return super().predict(x, *args, **kwargs)
 
-    def train_step(self, *args, **kwargs):
-        return self._reducible_across_workers(super().train_step(*args, **kwargs))
-
-    def test_step(self, *args, **kwargs):
-        return self._reducible_across_workers(super().test_step(*args, **kwargs))
-
-    def _reducible_across_workers(self, logs):
-        # Under MultiWorkerMirroredStrategy, Keras' TensorFlow trainer averages
-        # each step's logs with reduce(axis=0), which fails on scalars
-        # (tensorflow/tensorflow#72388); as 1-element vectors they average to
-        # the same scalar.
-        strategy = getattr(self, "_distribute_strategy", None)
-        in_multi_worker_mode = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode", None)
-        if in_multi_worker_mode is None or not in_multi_worker_mode():
-            return logs
-        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras' TensorFlow trainer builds the compiled metrics from one batch,
-        # which it first averages across replicas; MultiWorkerMirroredStrategy
-        # cannot do that reduction eagerly and fit fails. Only the batch's
-        # shapes matter here, so this worker's own first replica batch serves.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is not None and strategy is not None:
-            for _, _, batches in iterator:
-                first = next(batches)
-                data_batch = keras.tree.map_structure(lambda value: strategy.experimental_local_results(value)[0], first)
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
     # -- science helpers ------------------------------------------------------
 
     def set_mean_responses(self, mean_responses) -> None:
@@ -262,29 +227,45 @@ class SystemIdentificationModel(keras.Model):
         on_grid = np.asarray(pixel_positions, dtype="float64") - self._grid_offset()
         return np.clip(on_grid, 0.0, np.asarray(self.grid_shape) - 1.0)
 
+    def place_neurons(self, pixel_positions, **kwargs) -> None:
+        """Puts (or starts) each neuron's readout at an image position.
+
+        Args:
+            pixel_positions: ``(N, 2)`` (row, column) in image pixels, e.g.
+                from :func:`keras_sysid.positions.envelope_positions`; mapped
+                to the core's grid with :meth:`pixels_to_grid`.
+            **kwargs: Passed to the readout's ``place_at`` (e.g. ``sigma`` of
+                a factorized readout's starting bump).
+
+        Raises:
+            NotImplementedError: the readout has no positions (fully connected).
+        """
+        self.readout.place_at(self.pixels_to_grid(pixel_positions), **kwargs)
+
     def rf_positions(self) -> np.ndarray:
         """Each neuron's learned receptive-field centre in image pixels.
 
         The readout's peak on the grid, mapped to pixels (unit stride,
         symmetric cropping: cell ``i`` of a grid ``k`` pixels smaller than the
         image is centred on pixel ``i + k / 2``), plus where the channels the
-        neuron reads actually look (:func:`~keras_sysid.cores.channel_rf_offsets`),
+        neuron reads actually look (:func:`~keras_sysid.positions.channel_rf_offsets`),
         weighted by how much it reads each.
 
         Returns:
             ``(n_neurons, 2)`` float (row, column) positions.
         """
-        if not (hasattr(self.readout, "rf_positions") and hasattr(self.readout, "channel_weights")):
+        try:
+            on_grid = self.readout.rf_positions()
+            channel_weights = self.readout.channel_weights()  # (C, N), non-negative
+        except (AttributeError, NotImplementedError) as error:
             raise ValueError(
                 f"{type(self.readout).__name__} has no notion of receptive-field position "
-                "(it needs rf_positions() and channel_weights())."
-            )
-        positions = self.readout.rf_positions() + self._grid_offset()
-        channel_weights = self.readout.channel_weights()  # (C, N), non-negative
-        channel_offsets = cores.channel_rf_offsets(self.core, self.image_shape)  # (C, 2)
+                f"(it needs rf_positions() and channel_weights()): {error}"
+            ) from None
+        channel_offsets = positions.channel_rf_offsets(self.core, self.image_shape)  # (C, 2)
         total = channel_weights.sum(axis=0)
         shift = channel_weights.T @ channel_offsets / np.where(total > 0, total, 1.0)[:, None]
-        return positions + shift
+        return on_grid + self._grid_offset() + shift
 
     def get_config(self):
         return {
@@ -305,33 +286,6 @@ class SystemIdentificationModel(keras.Model):
         return cls(**config)
 
 
-CORES = {
-    "stacked_conv2d": cores.StackedConv2DCore,
-    "identity": lambda **kwargs: keras.layers.Identity(**kwargs),
-}
-
-READOUTS = {
-    "factorized": readouts.FactorizedReadout,
-    "fully_connected": readouts.FullyConnectedReadout,
-    "gaussian": readouts.GaussianReadout,
-    "fixed_mask": readouts.FixedMaskReadout,
-}
-
-
-def _from_spec(kind: str, registry: Mapping, spec, extra: dict | None = None):
-    if isinstance(spec, keras.layers.Layer):
-        return spec
-    spec = dict(copy.deepcopy(spec or {}))
-    type_name = spec.pop("type", None)
-    if type_name not in registry:
-        raise ValueError(f"Unknown {kind} type {type_name!r}; choose one of {sorted(registry)}.")
-    spec.update(extra or {})
-    try:
-        return registry[type_name](**spec)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"Bad arguments for {kind} {type_name!r}: {error}") from None
-
-
 def build_model(
     n_neurons: int,
     image_shape,
@@ -348,10 +302,12 @@ def build_model(
     Args:
         n_neurons: Number of neurons to predict.
         image_shape: ``(H, W)`` or ``(H, W, C)``.
-        core: A Keras layer, or a dict ``{"type": name, **kwargs}`` with
-            ``type`` in :data:`CORES`. Default: the paper's core.
-        readout: A Keras layer, or ``{"type": name, **kwargs}`` with ``type``
-            in :data:`READOUTS` (``n_neurons`` is filled in). Default: factorized.
+        core: A Keras layer, a type name, or a dict ``{"type": name, **kwargs}``
+            with ``type`` a registered core (``keras_sysid.cores.registry()``).
+            Default: ``StackedConv2DCore``'s defaults.
+        readout: A Keras layer, a type name, or ``{"type": name, **kwargs}``
+            with ``type`` a registered readout (``keras_sysid.readouts.registry()``;
+            ``n_neurons`` is filled in). Default: factorized.
         nonlinearity: Output nonlinearity, a key of :data:`OUTPUT_NONLINEARITIES`.
         image_mean: Image mean, subtracted inside the model.
         image_std: Image standard deviation, divided out inside the model.
@@ -362,13 +318,8 @@ def build_model(
     Returns:
         A built :class:`SystemIdentificationModel` (not compiled).
     """
-    core_layer = _from_spec("core", CORES, core if core is not None else {"type": "stacked_conv2d"}, {"name": "core"})
-    readout_layer = _from_spec(
-        "readout",
-        READOUTS,
-        readout if readout is not None else {"type": "factorized"},
-        {"n_neurons": n_neurons, "name": "readout"},
-    )
+    core_layer = cores.get(core if core is not None else "stacked_conv2d", name="core")
+    readout_layer = readouts.get(readout if readout is not None else "factorized", n_neurons=n_neurons, name="readout")
     if getattr(readout_layer, "n_neurons", n_neurons) != n_neurons:
         raise ValueError(f"The readout predicts {readout_layer.n_neurons} neurons but n_neurons={n_neurons}.")
     model = SystemIdentificationModel(

@@ -1,7 +1,9 @@
-"""Sub-pixel localisation of the peak of weight maps (masks, RF energy maps)."""
+"""Where receptive fields are: sub-pixel peaks of weight maps, spike-triggered
+envelopes, positions from a core's features, and where a core's channels look."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 
@@ -193,3 +195,45 @@ def feature_regression_positions(
         scores[start:start + chunk] = 1.0 - held_out_rss / total
     score_maps = scores.T.reshape(-1, height, width)
     return peak_positions(np.maximum(score_maps, 0.0)), score_maps
+
+
+def channel_rf_offsets(core, image_shape, delta: float = 1.0) -> np.ndarray:
+    """Where each output channel of a core looks, relative to its grid cell.
+
+    A conv kernel may learn its feature off-centre, and the readout then shifts
+    its mask the other way; a neuron's receptive field is the mask position
+    plus this offset. It is measured by probing the core with single-pixel
+    impulses of +-``delta`` on a blank (mean) image and locating the peak of
+    the squared change at the central grid cell, so it works for any core,
+    linear or not.
+
+    Args:
+        core: A built core mapping ``(batch, H, W, C)`` to ``(batch, h, w, channels)``.
+        image_shape: ``(H, W)`` or ``(H, W, C)`` of the core's (standardised) input.
+        delta: Impulse amplitude in the core's input units.
+
+    Returns:
+        ``(channels, 2)`` float (row, column) offsets in pixels from the cell's
+        nominal centre (cell ``i`` of a grid ``k`` pixels smaller than the image
+        is centred on pixel ``i + k / 2``).
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    in_channels = int(image_shape[2]) if len(image_shape) > 2 else 1
+    blank = np.zeros((1, height, width, in_channels), dtype="float32")
+    reference = keras.ops.convert_to_numpy(core(blank, training=False))[0]
+    grid_h, grid_w = reference.shape[:2]
+    cell = (grid_h // 2, grid_w // 2)
+    energy = np.zeros((height * width, reference.shape[-1]))
+    pixels = np.arange(height * width)
+    for sign in (1.0, -1.0):
+        for start in range(0, pixels.size, 256):
+            chunk = pixels[start : start + 256]
+            probes = np.zeros((chunk.size, height * width, in_channels), dtype="float32")
+            probes[np.arange(chunk.size), chunk, :] = sign * delta
+            out = keras.ops.convert_to_numpy(core(probes.reshape(-1, height, width, in_channels), training=False))
+            energy[chunk] += (out[:, cell[0], cell[1], :] - reference[cell]) ** 2
+    # The energy map's peak, not its centroid: a kernel shifted against its
+    # border is truncated, which would drag a centroid back to the middle.
+    peaks = peak_positions(np.moveaxis(energy.reshape(height, width, -1), -1, 0))
+    nominal = np.array(cell) + (np.array([height, width]) - np.array([grid_h, grid_w])) / 2.0
+    return peaks - nominal

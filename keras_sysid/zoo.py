@@ -31,6 +31,8 @@ import os
 
 import keras
 
+from keras_sysid.cloning import clone
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 METADATA_FILE = "metadata.json"
@@ -180,15 +182,17 @@ def save(model: keras.Model, folder: str, card: dict, card_text: str) -> None:
         card_text: The human-readable model card (Markdown).
     """
     os.makedirs(folder, exist_ok=True)
-    config = keras.saving.serialize_keras_object(model)
-    # Zoo models load uncompiled (users compile for their own fit), so neither
-    # the compile settings nor the optimizer's state (for Adam, twice the
-    # model's size) are stored.
-    config.pop("compile_config", None)
+
+    def uncompiled(config):
+        # Zoo models load uncompiled (users compile for their own fit), so neither
+        # the compile settings nor the optimizer's state (for Adam, twice the
+        # model's size) are stored.
+        config.pop("compile_config", None)
+        return config
+
+    bare = clone(model, edit_config=uncompiled)
     with open(os.path.join(folder, CONFIG_FILE), "w") as file:
-        json.dump(config, file, indent=1)
-    bare = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    bare.set_weights(model.get_weights())
+        json.dump(uncompiled(keras.saving.serialize_keras_object(bare)), file, indent=1)
     bare.save_weights(os.path.join(folder, WEIGHTS_FILE))
     _compress_weights(os.path.join(folder, WEIGHTS_FILE))
     with open(os.path.join(folder, METADATA_FILE), "w") as file:

@@ -20,17 +20,15 @@ import keras_sysid as ks
 from keras_sysid.training import compile_model
 
 _TESTS = os.path.dirname(os.path.abspath(__file__))
-_BACKEND_NEUTRAL_TESTS = ["test_readouts.py", "test_cores.py", "test_models.py", "test_metrics.py", "test_training.py"]
+_BACKEND_NEUTRAL_TESTS = [
+    "test_layer_contracts.py", "test_readouts.py", "test_cores.py", "test_models.py", "test_metrics.py", "test_training.py",
+]
 _BACKENDS = [
     pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} not installed"))
     for name in ("jax", "torch")
 ]
-_READOUTS = {
-    "factorized": {"type": "factorized", "l1": 0.01},
-    "gaussian": {"type": "gaussian", "l1": 0.01},
-    "fixed_mask": {"type": "fixed_mask"},
-    "fully_connected": {"type": "fully_connected", "pool_size": 2, "dropout": 0.1},
-}
+# Every registered readout, with its defaults: a new readout is covered by registering it.
+_READOUTS = sorted(ks.readouts.registry())
 _ZOO_MODELS = ["synthetic_cnn_groundtruth", "mouse_v1_gaussian"]
 
 _PREDICT = """
@@ -70,11 +68,11 @@ def saved_cases(tmp_path_factory):
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (6, 20, 24, 1)).astype("float32")
     cases = []
-    for name, readout in _READOUTS.items():
+    for name in _READOUTS:
         keras.utils.set_random_seed(0)
         model = ks.build_model(
             n_neurons=7, image_shape=(20, 24), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [5, 3]},
-            readout=readout, image_mean=120.0, image_std=60.0, mean_responses=np.linspace(0.5, 2.0, 7),
+            readout=name, image_mean=120.0, image_std=60.0, mean_responses=np.linspace(0.5, 2.0, 7),
         )
         compile_model(model)
         model.fit(images, rng.poisson(1.0, (6, 7)).astype("float32"), epochs=2, verbose=0)

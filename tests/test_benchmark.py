@@ -3,7 +3,7 @@
 import numpy as np
 
 import keras_sysid as ks
-from keras_sysid import benchmark
+from keras_sysid.experiments import benchmark
 
 
 def test_training_flops_follow_the_layer_shapes():

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_sysid import comparison
+from keras_sysid.experiments import comparison
 
 
 def test_retinotopy_of_a_rotated_linear_map_is_perfect():

@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_sysid import cores
+from keras_sysid import cores, positions, regularizers
 
-LAPLACIAN = np.array(cores._LAPLACIAN_3X3)
+LAPLACIAN = np.array(regularizers._LAPLACIAN_3X3)
 
 
 def _conv_same(image, kernel):
@@ -24,14 +24,14 @@ def test_laplacian_smoothness_matches_hand_computation():
         energy = np.sum(kernel[:, :, :, out] ** 2)
         for inp in range(2):
             expected += np.sum(_conv_same(kernel[:, :, inp, out], LAPLACIAN) ** 2) / energy
-    value = keras.ops.convert_to_numpy(cores.LaplacianSmoothness(0.5)(keras.ops.convert_to_tensor(kernel)))
+    value = keras.ops.convert_to_numpy(regularizers.LaplacianSmoothness(0.5)(keras.ops.convert_to_tensor(kernel)))
     np.testing.assert_allclose(value, 0.5 * expected, rtol=1e-5)
 
 
 def test_laplacian_smoothness_is_scale_invariant_and_zero_for_planes():
     rng = np.random.default_rng(1)
     kernel = rng.standard_normal((7, 7, 1, 2)).astype("float32")
-    penalty = cores.LaplacianSmoothness(1.0)
+    penalty = regularizers.LaplacianSmoothness(1.0)
     a = float(keras.ops.convert_to_numpy(penalty(kernel)))
     b = float(keras.ops.convert_to_numpy(penalty(10 * kernel)))
     assert a == pytest.approx(b, rel=1e-5)
@@ -44,7 +44,7 @@ def test_group_sparsity_matches_hand_computation():
     rng = np.random.default_rng(2)
     kernel = rng.standard_normal((3, 3, 4, 5)).astype("float32")
     expected = 0.1 * np.sum(np.sqrt(np.sum(kernel**2, axis=(0, 1))))
-    value = keras.ops.convert_to_numpy(cores.GroupSparsity(0.1)(kernel))
+    value = keras.ops.convert_to_numpy(regularizers.GroupSparsity(0.1)(kernel))
     np.testing.assert_allclose(value, expected, rtol=1e-5)
 
 
@@ -68,7 +68,7 @@ def test_stacked_core_adds_one_penalty_per_layer():
     core(np.zeros((1, 16, 16, 1), "float32"))
     assert len(core.losses) == 3
     first = core.conv_layers[0].kernel
-    expected_first = cores.LaplacianSmoothness(0.1)(first)
+    expected_first = regularizers.LaplacianSmoothness(0.1)(first)
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(core.losses[0]), keras.ops.convert_to_numpy(expected_first), rtol=1e-5
     )
@@ -96,5 +96,5 @@ def test_channel_rf_offsets_finds_a_shifted_kernel():
     kernel[4, 4, 0, 0] = 1.0  # centred
     kernel[2, 7, 0, 1] = 1.0  # 2 rows up, 3 columns right
     core.conv_layers[0].kernel.assign(kernel)
-    offsets = cores.channel_rf_offsets(core, (21, 21))
+    offsets = positions.channel_rf_offsets(core, (21, 21))
     np.testing.assert_allclose(offsets, [[0.0, 0.0], [-2.0, 3.0]], atol=1e-6)

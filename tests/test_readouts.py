@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_sysid import readouts
+from keras_sysid.readouts import _contraction
 
 
 def _weights(layer):
@@ -230,7 +231,7 @@ def test_masked_readout_gradient_equals_automatic_differentiation():
     upstream = rng.standard_normal((3, 6)).astype("float32")
 
     gradients = {}
-    for name, contract in (("lean", readouts._contract_with_lean_gradient), ("auto", readouts._contract)):
+    for name, contract in (("lean", _contraction._contract_with_lean_gradient), ("auto", _contraction._contract)):
         if name == "lean" and keras.backend.backend() not in ("tensorflow", "jax"):
             pytest.skip("the hand-written gradient is used on TensorFlow and JAX only")
         gradients[name] = _gradients(contract, [per_channel, mask, features], upstream)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from static_tree import N_NEURONS, write_tree
 
-from keras_sysid import evaluation, rivals
+from keras_sysid import evaluation
+from keras_sysid.experiments import presets, rivals
 from keras_sysid.data.static import load_static
 from keras_sysid.training import compile_model
 
@@ -13,7 +14,7 @@ def data(tmp_path_factory):
     return load_static(write_tree(str(tmp_path_factory.mktemp("static"))))
 
 
-@pytest.mark.parametrize("name", sorted(rivals.RIVALS))
+@pytest.mark.parametrize("name", sorted(presets.RIVALS))
 def test_rival_shapes_training_and_round_trip(name, data, tmp_path):
     model = rivals.build_rival(name, data, seed=0)
     images, responses = data.tier("train")
@@ -42,7 +43,7 @@ def test_fixed_mask_positions_come_from_the_envelope(data):
 
 
 def test_fit_rival_predicts_in_data_units_and_evaluates(data):
-    settings = rivals.FitSettings(max_epochs=2, batch_size=4)
+    settings = presets.FitSettings(max_epochs=2, batch_size=4)
     model, info = rivals.fit_rival("factorized", data, settings, verbose=0)
     assert info["epochs"] == 2 and np.isfinite(info["best_val_correlation"])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model.response_scale), data.response_scale(), rtol=1e-6)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from static_tree import TIERS, write_tree
 
-from keras_sysid import rivals
+from keras_sysid.experiments import rivals
 from keras_sysid.data.static import load_static
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,9 +85,10 @@ def test_transfer_tool_runs_on_a_tiny_synthetic_entry(tmp_path):
     import dataclasses
 
     import keras_sysid as ks
-    from keras_sysid import experiments, zoo
+    from keras_sysid import zoo
+    from keras_sysid.experiments.presets import SyntheticRunConfig
 
-    config = experiments.SyntheticRunConfig(ground_truth="cnn", n_neurons=8, n_types=2, image_size=20, n_train=32)
+    config = SyntheticRunConfig(ground_truth="cnn", n_neurons=8, n_types=2, image_size=20, n_train=32)
     model = ks.build_model(8, (20, 20), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [9, 3]})
     folder = str(tmp_path / "tiny_cnn")
     zoo.save(model, folder, {"name": "tiny_cnn", "config": dataclasses.asdict(config)}, "# tiny\n")

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 
 import keras_sysid as ks
-from keras_sysid import experiments
+from keras_sysid.experiments.presets import SyntheticRunConfig
+from keras_sysid.experiments.synthetic import run_synthetic
 from keras_sysid.training import EarlyStoppingWithDecay, compile_model
 
 
@@ -43,10 +44,10 @@ def test_schedule_restores_best_decays_three_times_then_stops():
 
 
 def test_short_fit_recovers_rf_locations():
-    config = experiments.SyntheticRunConfig(
+    config = SyntheticRunConfig(
         ground_truth="dog", n_neurons=40, n_types=2, image_size=28, n_train=3000, epochs=12, patience=3, seed=0
     )
-    model, results = experiments.run_synthetic(config, verbose=0)
+    model, results = run_synthetic(config, verbose=0)
     assert results["frac_rf_within_1px"] >= 0.9, results
     assert results["fev"] > 0.5, results
 

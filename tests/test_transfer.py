@@ -48,7 +48,8 @@ def test_fine_tuning_trains_the_core_and_another_readout_kind_works():
 
 def test_learning_curve_rows_and_a_fresh_copy_has_new_weights():
     from keras_sysid.data import make_population
-    from keras_sysid.transfer import fresh_copy, transfer_learning_curve
+    from keras_sysid.experiments.transfer_curve import transfer_learning_curve
+    from keras_sysid.transfer import fresh_copy
 
     source = make_population("cnn", n_neurons=8, n_types=2, image_size=20, n_train=32, n_validation=8, n_test=8)
     pretrained = ks.build_model(8, (20, 20), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [9, 3]})

@@ -20,10 +20,10 @@ import json
 
 from absl import app, flags
 
-from keras_sysid import benchmark
+from keras_sysid.experiments import benchmark
 
 _N_NEURONS = flags.DEFINE_list("n_neurons", ["1000", "5000", "20000"], "Population sizes to measure.")
-_READOUTS = flags.DEFINE_list("readouts", ["factorized"], "Readouts to measure (factorized, gaussian, fully_connected).")
+_READOUTS = flags.DEFINE_list("readouts", ["factorized"], "Registered readouts to measure (factorized, gaussian, ...).")
 _HEIGHT = flags.DEFINE_integer("height", 36, "Image height.")
 _WIDTH = flags.DEFINE_integer("width", 64, "Image width.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Training batch size.")

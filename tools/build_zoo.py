@@ -20,7 +20,8 @@ import os
 
 from absl import app, flags
 
-from keras_sysid import zoo, zoo_recipes
+from keras_sysid import zoo
+from keras_sysid.experiments import zoo_recipes
 
 _ENTRY = flags.DEFINE_enum("entry", None, sorted(zoo_recipes.RECIPES), "Which entry.", required=True)
 _DATA = flags.DEFINE_string("data", None, "mouse_v1_*: the static*-preproc0 zip or folder.")

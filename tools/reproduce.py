@@ -21,20 +21,21 @@ import json
 
 from absl import app, flags
 
-from keras_sysid import comparison, rivals
+from keras_sysid.experiments import comparison
+from keras_sysid.experiments.presets import RIVALS, SYNTHETIC_READOUTS, FitSettings, SyntheticTypesSettings
 
 _EXPERIMENT = flags.DEFINE_enum("experiment", None, ["mouse_v1", "synthetic_types"], "Which comparison.", required=True)
 _DATA = flags.DEFINE_string("data", None, "mouse_v1: a static*-preproc0 zip file or folder.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default runs/<experiment>).")
 _MODELS = flags.DEFINE_list(
     "models", None,
-    f"mouse_v1: rivals to fit, of {list(rivals.RIVALS)}; synthetic_types: readouts, of "
-    f"{list(comparison.SYNTHETIC_READOUTS)}. Default: all.",
+    f"mouse_v1: rivals to fit, of {list(RIVALS)}; synthetic_types: readouts, of "
+    f"{list(SYNTHETIC_READOUTS)}. Default: all.",
 )
 _MAX_EPOCHS = flags.DEFINE_integer("max_epochs", None, "Upper bound on epochs per model (default per experiment).")
 _N_TYPES = flags.DEFINE_list("n_types", ["4", "8", "16"], "synthetic_types: numbers of cell types.")
-_N_TRAIN = flags.DEFINE_integer("n_train", comparison.SyntheticTypesSettings.n_train, "synthetic_types: training images.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", comparison.SyntheticTypesSettings.image_size, "synthetic_types: image side.")
+_N_TRAIN = flags.DEFINE_integer("n_train", SyntheticTypesSettings.n_train, "synthetic_types: training images.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", SyntheticTypesSettings.image_size, "synthetic_types: image side.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialisation and shuffling.")
 
 
@@ -44,22 +45,22 @@ def main(argv):
     if _EXPERIMENT.value == "mouse_v1":
         if not _DATA.value:
             raise app.UsageError("--experiment mouse_v1 needs --data (a static*-preproc0 zip or folder).")
-        settings = rivals.FitSettings(seed=_SEED.value)
+        settings = FitSettings(seed=_SEED.value)
         if _MAX_EPOCHS.value:
             settings.max_epochs = _MAX_EPOCHS.value
         rows = comparison.run_mouse_v1(
-            _DATA.value, out, models=_MODELS.value or tuple(rivals.RIVALS), settings=settings
+            _DATA.value, out, models=_MODELS.value or tuple(RIVALS), settings=settings
         )
         columns = comparison.TABLE_COLUMNS
     else:
-        settings = comparison.SyntheticTypesSettings(
+        settings = SyntheticTypesSettings(
             n_types=tuple(int(n) for n in _N_TYPES.value), n_train=_N_TRAIN.value, image_size=_IMAGE_SIZE.value,
             seed=_SEED.value,
         )
         if _MAX_EPOCHS.value:
             settings.max_epochs = _MAX_EPOCHS.value
         rows = comparison.run_synthetic_types(
-            out, readouts=_MODELS.value or tuple(comparison.SYNTHETIC_READOUTS), settings=settings
+            out, readouts=_MODELS.value or tuple(SYNTHETIC_READOUTS), settings=settings
         )
         columns = ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds")
     print()

@@ -35,7 +35,9 @@ import os
 import keras
 from absl import app, flags
 
-from keras_sysid import devices, distribute, experiments
+from keras_sysid import devices, distribute, readouts
+from keras_sysid.experiments.presets import SYNTHETIC_CORES, SyntheticRunConfig
+from keras_sysid.experiments.synthetic import run_synthetic
 
 _GROUND_TRUTH = flags.DEFINE_enum("ground_truth", "dog", ["dog", "cnn"], "Synthetic ground truth.")
 _N_NEURONS = flags.DEFINE_integer("n_neurons", 1000, "Number of simulated neurons.")
@@ -45,12 +47,15 @@ _N_TRAIN = flags.DEFINE_integer("n_train", 8192, "Training images.")
 _JITTER = flags.DEFINE_float("jitter", 0.05, "DoG: relative within-type size jitter.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the simulation and of training.")
 _CORE = flags.DEFINE_enum(
-    "core", "auto", ["auto", *experiments.CORE_PRESETS], "Core preset; auto: linear for dog, paper for cnn."
+    "core", "auto", ["auto", *SYNTHETIC_CORES], "Core preset; auto: linear for dog, paper for cnn."
 )
-_READOUT = flags.DEFINE_enum("readout", "factorized", list(experiments.READOUT_PRESETS), "Readout.")
+_READOUT = flags.DEFINE_enum(
+    "readout", "factorized", list(readouts.registry()),
+    "Any registered readout (settings from keras_sysid.experiments.presets.SYNTHETIC_READOUTS, else its defaults).",
+)
 _EPOCHS = flags.DEFINE_integer("epochs", 200, "Maximum epochs (early stopping usually ends sooner).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Training batch size.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", experiments.SyntheticRunConfig.learning_rate, "Initial learning rate.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", SyntheticRunConfig.learning_rate, "Initial learning rate.")
 _PATIENCE = flags.DEFINE_integer("patience", 5, "Epochs without improvement before each LR step.")
 _OUT = flags.DEFINE_string("out", None, "Folder to write model.keras and results.json into.")
 _BACKUP_DIR = flags.DEFINE_string(
@@ -73,7 +78,7 @@ _LOGICAL_CPUS = flags.DEFINE_integer(
 
 def main(argv):
     del argv
-    config = experiments.SyntheticRunConfig(
+    config = SyntheticRunConfig(
         ground_truth=_GROUND_TRUTH.value,
         n_neurons=_N_NEURONS.value,
         n_types=_N_TYPES.value,
@@ -104,7 +109,7 @@ def main(argv):
     if backup_dir and not distribute.is_chief():
         # Every worker must train (and back up) in step, but into its own folder.
         backup_dir = os.path.join(backup_dir, f"worker{distribute.task_index()}")
-    model, results = experiments.run_synthetic(
+    model, results = run_synthetic(
         config, verbose=1, backup_dir=backup_dir, strategy=strategy, jit_compile=jit_compile
     )
     results["strategy"] = _STRATEGY.value

@@ -27,7 +27,8 @@ import json
 
 from absl import app, flags
 
-from keras_sysid import transfer
+from keras_sysid import readouts
+from keras_sysid.experiments import transfer_curve
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Zoo name or folder of a synthetic 'cnn' fit.", required=True)
 _SIZES = flags.DEFINE_list("sizes", ["128", "256", "512", "1024", "2048"], "Training images per point.")
@@ -35,7 +36,7 @@ _N_NEURONS = flags.DEFINE_integer("n_neurons", 100, "New neurons.")
 _FINE_TUNE = flags.DEFINE_bool("fine_tune", False, "Train the transferred core too (default: frozen).")
 _MAX_EPOCHS = flags.DEFINE_integer("max_epochs", 100, "Upper bound on epochs per fit.")
 _READOUT = flags.DEFINE_enum(
-    "readout", "same", ["same", "factorized", "fixed_mask", "gaussian"],
+    "readout", "same", ["same", *readouts.registry()],
     "New readout of both models (same: the pretrained model's kind and settings).",
 )
 _LOCATIONS = flags.DEFINE_enum(
@@ -48,7 +49,7 @@ _SEED = flags.DEFINE_integer("seed", 1, "Seed of the new neurons and of training
 
 def main(argv):
     del argv
-    rows = transfer.learning_curve_for_entry(
+    rows = transfer_curve.learning_curve_for_entry(
         _PRETRAINED.value, n_neurons=_N_NEURONS.value, train_sizes=[int(s) for s in _SIZES.value],
         freeze_core=not _FINE_TUNE.value, max_epochs=_MAX_EPOCHS.value, seed=_SEED.value,
         readout=None if _READOUT.value == "same" else {"type": _READOUT.value},

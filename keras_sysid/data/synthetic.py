@@ -241,6 +241,13 @@ def _offset_for_mean_rate(gain: float, mean_rate: float) -> float:
     return 0.5 * (low + high)
 
 
+def _noisy_splits(images: np.ndarray, clean: np.ndarray, sizes, rng) -> list[Split]:
+    """Poisson-like noise ``y + N(0, sqrt|y|)`` on the rates, then train / validation / test splits of ``sizes``."""
+    noisy = (clean + rng.standard_normal(clean.shape) * np.sqrt(np.abs(clean))).astype("float32")
+    bounds = np.cumsum([0, *sizes])
+    return [Split(images[a:b], noisy[a:b], clean[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def make_population(
     ground_truth: str = "dog",
     n_neurons: int = 1000,
@@ -314,10 +321,7 @@ def make_population(
         output = LinearNonlinearStage(gain, offset, type_mean[types], type_std[types])
         model = dataclasses.replace(raw, output=output)
 
-    clean = output(drive).astype("float32")
-    noisy = (clean + rng.standard_normal(clean.shape) * np.sqrt(np.abs(clean))).astype("float32")
-    bounds = np.cumsum([0, n_train, n_validation, n_test])
-    splits = [Split(images[a:b], noisy[a:b], clean[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    splits = _noisy_splits(images, output(drive).astype("float32"), (n_train, n_validation, n_test), rng)
     return SyntheticPopulation(ground_truth, model, locations.astype("float64"), types, *splits)
 
 
@@ -365,8 +369,5 @@ def new_neurons(
     model = dataclasses.replace(truth, locations=locations, types=types, output=output)
     n_total = n_train + n_validation + n_test
     images = rng.standard_normal((n_total, image_size, image_size, 1), dtype="float32")
-    clean = model.respond(images)
-    noisy = (clean + rng.standard_normal(clean.shape) * np.sqrt(np.abs(clean))).astype("float32")
-    bounds = np.cumsum([0, n_train, n_validation, n_test])
-    splits = [Split(images[a:b], noisy[a:b], clean[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    splits = _noisy_splits(images, model.respond(images), (n_train, n_validation, n_test), rng)
     return SyntheticPopulation("cnn", model, locations.astype("float64"), types, *splits)

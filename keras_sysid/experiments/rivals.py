@@ -1,7 +1,8 @@
 """The paper's rival models (Klindt et al. 2017, Table 1), fitted to real data.
 
-Every rival is a :func:`~keras_sysid.models.build_model` config; they differ
-only in core and readout:
+Every rival is a :func:`~keras_sysid.models.build_model` config in
+:data:`keras_sysid.experiments.presets.RIVALS`; they differ only in core and
+readout:
 
 ========================  ==========================  ==================================
 name                      core                        readout
@@ -27,74 +28,24 @@ scale back into the model, so the result predicts the data's own units.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 
 import keras
 import numpy as np
 
-from keras_sysid import positions
+from keras_sysid import positions, readouts
+from keras_sysid.experiments.presets import RIVALS, FitSettings
 from keras_sysid.models import build_model
 from keras_sysid.training import fit_with_schedule
-
-# The paper's core at the width used on mouse V1 (Lurz et al.'s baselines use
-# 48 to 64 channels); valid 13x13 then same 3x3 convolutions.
-MOUSE_CORE = {
-    "type": "stacked_conv2d",
-    "channels": 48,
-    "kernel_sizes": [13, 3, 3],
-    "smoothness": 0.01,
-    "group_sparsity": 0.001,
-}
-
-RIVALS = {
-    "lnp": {
-        "core": {"type": "identity"},
-        "readout": {"type": "fully_connected", "pool_size": 2, "l2": 0.001, "smoothness": 0.1},
-    },
-    "fully_connected": {
-        "core": MOUSE_CORE,
-        # Pooling by 2 keeps N x H x W x C at 80 M weights for 5335 neurons.
-        "readout": {"type": "fully_connected", "pool_size": 2, "l2": 0.001, "dropout": 0.2},
-    },
-    "fixed_mask": {"core": MOUSE_CORE, "readout": {"type": "fixed_mask", "mask_sigma": 1.5, "l1": 0.001}},
-    # Chosen on the validation tier (single-trial correlation), never the test tier:
-    # random masks at learning rate 0.003 overfit early (peak 0.177 with l1
-    # 0.01); masks started at each neuron's spike-triggered envelope and rate
-    # 0.001 learn faster and further (0.198 at epoch 8). l1 0.05 and relu
-    # positivity of the mask both learned more slowly. The mask stays
-    # non-negative, but the features are signed, as in Lurz et al.'s factorized
-    # baseline: with positive features a readout on a fixed, well-trained core
-    # reached 0.238 after 5 epochs where signed ones reached 0.271, and a joint
-    # fit peaked at 0.246 in 40 epochs against 0.240 in 51 with positive features.
-    "factorized": {
-        "core": MOUSE_CORE,
-        "readout": {"type": "factorized", "l1": 0.02, "positive_features": False},
-        "mask_init": "envelope",
-        "learning_rate": 0.001,
-    },
-    "gaussian": {"core": MOUSE_CORE, "readout": {"type": "gaussian", "l1": 0.001, "init_mu_range": 0.5, "init_sigma": 0.2}},
-}
-
-
-@dataclasses.dataclass
-class FitSettings:
-    """Optimisation settings shared by every rival (a rival's own
-    ``learning_rate`` in :data:`RIVALS` takes precedence)."""
-
-    max_epochs: int = 40
-    learning_rate: float = 0.003
-    patience: int = 4
-    n_decays: int = 2
-    batch_size: int = 64
-    seed: int = 0
-
 
 def build_rival(name: str, data, seed: int = 0) -> keras.Model:
     """Builds (does not fit) rival ``name`` for a data set.
 
     Image mean and std come from the data's train tier and live inside the
-    model. For ``fixed_mask`` each neuron's location is fixed here, from the
-    spike-triggered envelope on the train tier
+    model. A rival whose preset says ``"placement": "envelope"`` (fixed mask,
+    factorized) has each neuron placed (or its mask started) here, at the peak
+    of its spike-triggered envelope on the train tier
     (:func:`~keras_sysid.positions.envelope_positions`).
 
     Args:
@@ -114,7 +65,8 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
     scale = data.response_scale("train")
     spec = RIVALS[name]
     readout = dict(spec["readout"])
-    if readout["type"] == "gaussian":
+    if "seed" in inspect.signature(readouts.registry()[readout["type"]]).parameters:
+        # A readout that samples in training (Gaussian) draws from the run's seed.
         readout["seed"] = seed
     model = build_model(
         n_neurons=data.n_neurons,
@@ -126,12 +78,8 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
         mean_responses=(train_responses / scale).mean(axis=0),
         name=name,
     )
-    if readout["type"] == "fixed_mask" or spec.get("mask_init") == "envelope":
-        on_grid = model.pixels_to_grid(positions.envelope_positions(train_images, train_responses))
-        if readout["type"] == "fixed_mask":
-            model.readout.set_positions(on_grid)
-        else:
-            model.readout.initialize_mask_at(on_grid, total=spec.get("mask_init_total", 1.0))
+    if spec.get("placement") == "envelope":
+        model.place_neurons(positions.envelope_positions(train_images, train_responses))
     return model
 
 

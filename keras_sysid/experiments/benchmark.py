@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-PAPER_CORE = {"type": "stacked_conv2d", "channels": 48, "kernel_sizes": [13, 3, 3]}
+from keras_sysid.experiments.presets import MOUSE_CORE
 
 
 def forward_flops_per_image(model) -> dict:
@@ -28,12 +28,11 @@ def forward_flops_per_image(model) -> dict:
     Returns:
         ``{"core": ..., "readout": ...}``: the core's convolutions (dense
         layers only; batch norm and activations are ignored) and the readout's
-        weight contractions (for the masked readouts, the ``(C, H * W) @ (H * W, N)``
-        space contraction and the ``(C, N)`` feature product).
+        own count (``Readout.flops_per_image``; for the masked readouts, the
+        ``(C, H * W) @ (H * W, N)`` space contraction and the ``(C, N)``
+        feature product).
     """
     import keras
-
-    from keras_sysid import readouts
 
     height, width = model.image_shape[:2]
     shape = (1, height, width, model.image_shape[2])
@@ -44,15 +43,7 @@ def forward_flops_per_image(model) -> dict:
             kernel_h, kernel_w = layer.kernel_size
             core_flops += 2 * out[1] * out[2] * kernel_h * kernel_w * shape[3] * out[3]
             shape = out
-    grid = model.core.compute_output_shape((1, height, width, model.image_shape[2]))
-    n_neurons = model.n_neurons
-    cells, channels = grid[1] * grid[2], grid[3]
-    readout = model.readout
-    if isinstance(readout, (readouts.FactorizedReadout, readouts.GaussianReadout, readouts.FixedMaskReadout)):
-        readout_flops = 2 * channels * cells * n_neurons + 2 * channels * n_neurons
-    else:
-        readout_flops = 2 * int(np.prod([d for d in readout.kernel.shape])) if hasattr(readout, "kernel") else 0
-    return {"core": int(core_flops), "readout": int(readout_flops)}
+    return {"core": int(core_flops), "readout": int(model.readout.flops_per_image())}
 
 
 def training_flops_per_image(model) -> int:
@@ -135,7 +126,7 @@ def _measure_training(
     images = rng.uniform(0, 255, (batch_size * steps, *image_shape, 1)).astype("float32")
     responses = rng.poisson(1.0, (batch_size * steps, n_neurons)).astype("float32")
     model = build_model(
-        n_neurons, image_shape, core=PAPER_CORE, readout={"type": readout}, image_mean=127.5, image_std=64.0,
+        n_neurons, image_shape, core=MOUSE_CORE, readout={"type": readout}, image_mean=127.5, image_std=64.0,
         mean_responses=np.ones(n_neurons),
     )
     compile_model(model, jit_compile=jit_compile)

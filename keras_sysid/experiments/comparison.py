@@ -1,6 +1,6 @@
 """The paper's comparisons, end to end: ``tools/reproduce.py``'s library side.
 
-- :func:`run_mouse_v1`: every rival of :mod:`keras_sysid.rivals` fitted to a
+- :func:`run_mouse_v1`: every rival of :mod:`keras_sysid.experiments.rivals` fitted to a
   ``static*-preproc0`` data set and scored on its test tier (Table 1), with
   the retinotopy of the learned RF positions.
 - :func:`run_synthetic_types`: factorized, fixed-mask and fully connected
@@ -21,9 +21,17 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, metrics, positions, rivals
+from keras_sysid import evaluation, metrics, positions
 from keras_sysid.data.static import load_static
 from keras_sysid.data.synthetic import make_population
+from keras_sysid.experiments import rivals
+from keras_sysid.experiments.presets import (
+    RIVALS,
+    SYNTHETIC_READOUTS,
+    FitSettings,
+    SyntheticTypesSettings,
+    paper_core,
+)
 from keras_sysid.models import build_model
 from keras_sysid.training import fit_with_schedule
 
@@ -83,8 +91,8 @@ def format_table(rows: list[dict], columns) -> str:
 def run_mouse_v1(
     data_path: str,
     out: str,
-    models=tuple(rivals.RIVALS),
-    settings: rivals.FitSettings | None = None,
+    models=tuple(RIVALS),
+    settings: FitSettings | None = None,
     verbose: int = 2,
     log=print,
 ) -> list[dict]:
@@ -100,10 +108,10 @@ def run_mouse_v1(
         One row per model: the :meth:`~keras_sysid.evaluation.RepeatScores.summary`
         plus ``model``, ``epochs``, ``seconds`` and ``retinotopy``.
     """
-    unknown = sorted(set(models) - set(rivals.RIVALS))
+    unknown = sorted(set(models) - set(RIVALS))
     if unknown:
-        raise ValueError(f"Unknown models {unknown}; choose from {sorted(rivals.RIVALS)}.")
-    settings = settings or rivals.FitSettings()
+        raise ValueError(f"Unknown models {unknown}; choose from {sorted(RIVALS)}.")
+    settings = settings or FitSettings()
     os.makedirs(out, exist_ok=True)
     start = time.perf_counter()
     data = load_static(data_path)
@@ -147,7 +155,7 @@ def run_mouse_v1(
 
 def _mouse_figures(per_neuron: dict, cortical, out: str, log) -> None:
     try:
-        from keras_sysid import plots
+        from keras_sysid.experiments import plots
 
         if "factorized" in per_neuron and len(per_neuron) > 1:
             plots.plot_correlation_pairs(
@@ -164,38 +172,12 @@ def _mouse_figures(per_neuron: dict, cortical, out: str, log) -> None:
         log(f"figures skipped: {error}")
 
 
-SYNTHETIC_READOUTS = {
-    "factorized": {"type": "factorized", "l1": 0.05},
-    "fixed_mask": {"type": "fixed_mask", "mask_sigma": 1.0, "l1": 0.001},
-    "fully_connected": {"type": "fully_connected", "l2": 0.01, "smoothness": 0.1},
-}
-
-
-@dataclasses.dataclass
-class SyntheticTypesSettings:
-    """Fig. 5e settings: nonlinear ground truth, ``neurons_per_type`` cells per type.
-
-    32x32 images and 4096 training images keep all nine fits within about
-    half an hour on 2 CPU cores.
-    """
-
-    n_types: tuple = (4, 8, 16)
-    neurons_per_type: int = 64
-    image_size: int = 32
-    n_train: int = 4096
-    max_epochs: int = 30
-    learning_rate: float = 0.003
-    patience: int = 5
-    batch_size: int = 64
-    seed: int = 0
-
-
 def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSettings, verbose: int = 2):
     """Fits the paper's 3-layer core with one readout to a synthetic population.
 
-    For ``fixed_mask``, each neuron's location is the peak of its
-    spike-triggered envelope on the training images
-    (:func:`~keras_sysid.positions.envelope_positions`).
+    For ``fixed_mask`` (its preset's ``"placement": "envelope"``), each
+    neuron's location is the peak of its spike-triggered envelope on the
+    training images (:func:`~keras_sysid.positions.envelope_positions`).
 
     Returns:
         ``(model, info)`` with ``fev`` (mean over neurons, noise-free test
@@ -206,18 +188,17 @@ def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSett
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     n_types = int(population.types.max()) + 1
+    preset = SYNTHETIC_READOUTS[readout]
     model = build_model(
-        n_neurons=population.train.responses.shape[1],
+        n_neurons=population.n_neurons,
         image_shape=population.image_shape,
-        core={"type": "stacked_conv2d", "channels": max(32, 2 * n_types), "kernel_sizes": [13, 3, 3],
-              "smoothness": 0.01, "group_sparsity": 0.001},
-        readout=SYNTHETIC_READOUTS[readout],
+        core=paper_core(max(32, 2 * n_types)),
+        readout=preset["readout"],
         mean_responses=population.train.responses.mean(axis=0),
         name=readout,
     )
-    if readout == "fixed_mask":
-        pixels = positions.envelope_positions(population.train.images, population.train.responses)
-        model.readout.set_positions(model.pixels_to_grid(pixels))
+    if preset.get("placement") == "envelope":
+        model.place_neurons(positions.envelope_positions(population.train.images, population.train.responses))
     history = fit_with_schedule(
         model,
         population.epoch_stream("train", settings.batch_size, seed=settings.seed),
@@ -227,8 +208,7 @@ def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSett
         patience=settings.patience,
         verbose=verbose,
     )
-    prediction = model.predict(population.test.images, batch_size=256, verbose=0)
-    fev = metrics.fev(population.test.clean_responses, prediction)
+    fev = evaluation.scores_against_truth(model, population.test)["fev"]
     return model, {"fev": float(np.mean(fev)), "epochs": len(history.epoch),
                    "seconds": round(time.perf_counter() - start, 1)}
 
@@ -278,7 +258,7 @@ def run_synthetic_types(
             rows.append(row)
     _write_table(rows, ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds"), out, "synthetic_types")
     try:
-        from keras_sysid import plots
+        from keras_sysid.experiments import plots
 
         plots.plot_fev_by_types(rows, os.path.join(out, "synthetic_types.png"))
     except ImportError as error:

@@ -14,69 +14,41 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import devices, distribute, metrics
-from keras_sysid.data.synthetic import make_population
+from keras_sysid import devices, distribute, evaluation, metrics, positions
+from keras_sysid.experiments.presets import (
+    DEFAULT_SYNTHETIC_CORE,
+    SYNTHETIC_CORES,
+    SyntheticRunConfig,
+    synthetic_readout,
+)
 from keras_sysid.models import build_model
+from keras_sysid.readouts import registry as readout_registry
 from keras_sysid.training import fit_with_schedule
 
-# Core presets. "linear" is the paper's Fig. 4 fit: one 13x13 layer, one kernel
-# per cell type, no nonlinearity. Its "same" padding keeps the grid as large as
-# the image: a kernel that learns its cell off-centre shifts every mask the
-# other way, and with a "valid" grid the cells nearest the border would then
-# fall off it. "paper" is the three-layer core.
-CORE_PRESETS = {
-    "linear": lambda n_types: {
-        "type": "stacked_conv2d", "channels": n_types, "kernel_sizes": [13], "paddings": "same",
-        "smoothness": 0.01,
-    },
-    "paper": lambda n_types: {
-        "type": "stacked_conv2d", "channels": 32, "kernel_sizes": [13, 3, 3],
-        "smoothness": 0.01, "group_sparsity": 0.001,
-    },
-    "identity": lambda n_types: {"type": "identity"},
-}
 
-READOUT_PRESETS = {
-    "factorized": {"type": "factorized", "l1": 0.05},
-    "fully_connected": {"type": "fully_connected", "l2": 0.01, "smoothness": 0.1},
-}
+def model_for(config: SyntheticRunConfig, population) -> keras.Model:
+    """The model a run fits, presets chosen by ``config.core`` / ``config.readout``.
 
-DEFAULT_CORE = {"dog": "linear", "cnn": "paper"}
-
-
-@dataclasses.dataclass
-class SyntheticRunConfig:
-    """Settings of one synthetic experiment (defaults: the paper's Fig. 4)."""
-
-    ground_truth: str = "dog"
-    n_neurons: int = 1000
-    n_types: int = 2
-    image_size: int = 48
-    n_train: int = 8192
-    jitter: float = 0.05
-    seed: int = 0
-    core: str = "auto"
-    readout: str = "factorized"
-    epochs: int = 200
-    batch_size: int = 64
-    learning_rate: float = 0.003
-    patience: int = 5
-
-
-def model_for(config: SyntheticRunConfig, image_shape, mean_responses) -> keras.Model:
-    """The model a run fits: presets chosen by ``config.core`` / ``config.readout``."""
-    core_name = DEFAULT_CORE[config.ground_truth] if config.core == "auto" else config.core
-    if core_name not in CORE_PRESETS:
-        raise ValueError(f"Unknown core {core_name!r}; choose 'auto' or one of {sorted(CORE_PRESETS)}.")
-    if config.readout not in READOUT_PRESETS:
-        raise ValueError(f"Unknown readout {config.readout!r}; choose one of {sorted(READOUT_PRESETS)}.")
-    return build_model(
-        n_neurons=len(mean_responses),
-        image_shape=image_shape,
-        core=CORE_PRESETS[core_name](config.n_types),
-        readout=READOUT_PRESETS[config.readout],
-        mean_responses=mean_responses,
+    ``config.readout`` may be any registered readout; one listed in
+    :data:`~keras_sysid.experiments.presets.SYNTHETIC_READOUTS` gets those
+    settings, and is placed at the spike-triggered envelope if they say so.
+    """
+    core_name = DEFAULT_SYNTHETIC_CORE[config.ground_truth] if config.core == "auto" else config.core
+    if core_name not in SYNTHETIC_CORES:
+        raise ValueError(f"Unknown core {core_name!r}; choose 'auto' or one of {sorted(SYNTHETIC_CORES)}.")
+    if config.readout not in readout_registry():
+        raise ValueError(f"Unknown readout {config.readout!r}; choose one of {sorted(readout_registry())}.")
+    preset = synthetic_readout(config.readout)
+    model = build_model(
+        n_neurons=population.n_neurons,
+        image_shape=population.image_shape,
+        core=SYNTHETIC_CORES[core_name](config.n_types),
+        readout=preset["readout"],
+        mean_responses=population.train.responses.mean(axis=0),
     )
+    if preset.get("placement") == "envelope":
+        model.place_neurons(positions.envelope_positions(population.train.images, population.train.responses))
+    return model
 
 
 def run_synthetic(
@@ -106,20 +78,13 @@ def run_synthetic(
     """
     start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    population = make_population(
-        config.ground_truth,
-        n_neurons=config.n_neurons,
-        n_types=config.n_types,
-        image_size=config.image_size,
-        n_train=config.n_train,
-        jitter=config.jitter,
-        seed=config.seed,
-    )
+    population = config.population()
+
     def scope():
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
     with scope():
-        model = model_for(config, population.image_shape, population.train.responses.mean(axis=0))
+        model = model_for(config, population)
     replicas = 1 if strategy is None else strategy.num_replicas_in_sync
     batch_statistics = distribute.synchronized_batch_norm(model) if replicas > 1 else contextlib.nullcontext()
     with scope(), batch_statistics:
@@ -138,13 +103,13 @@ def run_synthetic(
         )
     # A model trained in mixed precision is scored (and returned) in float32.
     model = devices.float32_copy(model)
-    prediction = model.predict(population.test.images, batch_size=256, verbose=0)
-    fev = metrics.fev(population.test.clean_responses, prediction)
+    scores = evaluation.scores_against_truth(model, population.test)
+    fev = scores["fev"]
     distance = metrics.rf_distance(model.rf_positions(), population.locations)
     results = {
         "fev": float(np.mean(fev)),
         "fev_median": float(np.median(fev)),
-        "corr_test": float(np.mean(metrics.correlation(population.test.clean_responses, prediction))),
+        "corr_test": float(np.mean(scores["correlation"])),
         "rf_error_px": float(np.median(distance)),
         "frac_rf_within_1px": float(np.mean(distance <= 1.0)),
         "epochs": len(history.epoch),

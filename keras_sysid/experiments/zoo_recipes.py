@@ -14,9 +14,11 @@ import json
 
 import numpy as np
 
-from keras_sysid import evaluation, experiments, rivals, zoo
+from keras_sysid import evaluation, zoo
 from keras_sysid.data.static import load_static
-from keras_sysid.data.synthetic import make_population
+from keras_sysid.experiments import rivals
+from keras_sysid.experiments.presets import FitSettings, zoo_synthetic_config
+from keras_sysid.experiments.synthetic import run_synthetic
 from keras_sysid.simulators import groundtruth_model
 
 MOUSE_V1_CITATION = (
@@ -49,7 +51,7 @@ MASK_PRUNING = 0.01
 
 
 def mouse_v1(
-    rival: str, data_path: str, model_path: str | None = None, settings: rivals.FitSettings | None = None,
+    rival: str, data_path: str, model_path: str | None = None, settings: FitSettings | None = None,
     trained_with: str | None = None,
 ):
     """A rival fitted to the mouse V1 scan (or read from ``model_path``), scored on its test tier.
@@ -75,7 +77,7 @@ def mouse_v1(
     facts = {
         "name": f"mouse_v1_{rival}",
         "description": (
-            f"The {rival} model of keras_sysid.rivals: predicts the responses of 5335 mouse V1 neurons "
+            f"The {rival} model of keras_sysid.experiments.rivals: predicts the responses of 5335 mouse V1 neurons "
             "to grey-scale natural images."
         ),
         "input": "images float32 (batch, 36, 64, 1), pixel values as stored in the data (0..255)",
@@ -96,12 +98,10 @@ def mouse_v1(
 
 def synthetic_groundtruth(ground_truth: str):
     """The true generating model of the default synthetic population (seed 0) as a simulator."""
-    config = experiments.SyntheticRunConfig(ground_truth=ground_truth, n_types=2 if ground_truth == "dog" else 4)
+    config = zoo_synthetic_config(ground_truth)
     # The same split sizes as tools/train.py: the simulation draws the images
     # before the cells' filters, so other sizes would give another truth.
-    population = make_population(ground_truth, n_neurons=config.n_neurons, n_types=config.n_types,
-                                 image_size=config.image_size, n_train=config.n_train,
-                                 jitter=config.jitter, seed=config.seed)
+    population = config.population()
     model = groundtruth_model(population)
     error = float(np.max(np.abs(model.predict(population.test.images, verbose=0) - population.test.clean_responses)))
     facts = {
@@ -125,8 +125,8 @@ def synthetic_groundtruth(ground_truth: str):
 
 def synthetic_factorized(ground_truth: str):
     """The paper's factorized model fitted to the default synthetic population (``tools/train.py``)."""
-    config = experiments.SyntheticRunConfig(ground_truth=ground_truth, n_types=2 if ground_truth == "dog" else 4)
-    model, results = experiments.run_synthetic(config, verbose=2)
+    config = zoo_synthetic_config(ground_truth)
+    model, results = run_synthetic(config, verbose=2)
     flags = "" if ground_truth == "dog" else " --ground_truth cnn --n_types 4"
     facts = {
         "name": f"synthetic_{ground_truth}_factorized",
