@@ -5,14 +5,13 @@ readout learns *where* each neuron looks (Klindt et al., NeurIPS 2017).
 
 ``import keras_sysid as ks`` gives the library's modules (``ks.readouts``,
 ``ks.cores``, ``ks.models``, ``ks.data``, ``ks.training``, ``ks.zoo``,
-``ks.transfer``, ``ks.export``, ``ks.simulators``...) and its main names;
-``ks.experiments`` (this project's presets and comparisons, above the
-library) is imported on first use.
+``ks.transfer``, ``ks.export``, ``ks.simulators``...) and its main names.
+This project's own experiments (presets, the paper's comparisons, zoo
+recipes, benchmark) sit above the library in :mod:`keras_sysid.experiments`,
+which nothing here imports: ``from keras_sysid.experiments import rivals``.
 """
 
 from __future__ import annotations
-
-import importlib
 
 from keras_sysid import (
     cloning,
@@ -47,14 +46,6 @@ from keras_sysid.training import EarlyStoppingWithDecay, compile_model, fit_with
 __version__ = "0.2.0"
 
 
-def __getattr__(name):
-    # experiments sits above the library: loaded only when asked for, so that
-    # importing the library never imports it.
-    if name == "experiments":
-        return importlib.import_module("keras_sysid.experiments")
-    raise AttributeError(f"module 'keras_sysid' has no attribute {name!r}")
-
-
 __all__ = [
     "Core",
     "EarlyStoppingWithDecay",
@@ -78,7 +69,6 @@ __all__ = [
     "devices",
     "distribute",
     "evaluation",
-    "experiments",
     "export",
     "fit_with_schedule",
     "losses",

@@ -267,6 +267,68 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
         shift = channel_weights.T @ channel_offsets / np.where(total > 0, total, 1.0)[:, None]
         return on_grid + self._grid_offset() + shift
 
+    # -- presets (the zoo format, keras_sysid.zoo) -----------------------------
+
+    @classmethod
+    def from_preset(cls, name_or_folder, load_weights: bool = True, dtype=None):
+        """Loads a pretrained model: a shipped zoo entry by name, or a folder in the zoo format.
+
+        Every file is checked against the entry's ``SHA256SUMS`` before it is
+        read (the weights file only when ``load_weights``); the config is
+        deserialised in Keras safe mode; nothing is unpickled.
+
+        Args:
+            name_or_folder: A name from ``keras_sysid.zoo.list_models()`` (see
+                ``keras_sysid.zoo.presets()`` for their cards' facts), or a
+                folder written by :meth:`save_to_preset`.
+            load_weights: ``False`` gives the same architecture with newly
+                initialised weights.
+            dtype: A dtype policy for every layer (``"float32"``,
+                ``"mixed_bfloat16"``, ``"mixed_float16"`` or a
+                ``keras.DTypePolicy``); ``None`` keeps the stored policies.
+
+        Returns:
+            The model (of the entry's class), uncompiled.
+
+        Raises:
+            keras_sysid.zoo.ZooError: unknown name; a missing, altered or
+                unreadable file (named in the message); or an entry whose model
+                is not a ``cls`` (nor a subclass of it).
+            ValueError: ``dtype`` is not a dtype policy.
+
+        Example:
+            >>> model = SystemIdentificationModel.from_preset("mouse_v1_gaussian")
+            >>> model.predict(images).shape          # images (n, 36, 64, 1), 0..255
+            (n, 5335)
+        """
+        from keras_sysid import zoo
+
+        return zoo.load_preset(cls, name_or_folder, load_weights=load_weights, dtype=dtype)
+
+    def save_to_preset(self, folder, card: dict | None = None, card_text: str | None = None) -> dict:
+        """Writes this model in the zoo format, loadable with :meth:`from_preset`.
+
+        The folder gets ``config.json``, ``model.weights.h5`` (no optimizer
+        state), ``metadata.json`` (``card`` as given, plus a ``provenance``
+        key filled in here: keras_sysid, Keras, backend and TensorFlow/JAX
+        versions, parameter count, ``n_neurons``, ``image_shape``, dtype
+        policy, UTC date), a model card ``README.md`` and ``SHA256SUMS``.
+
+        Args:
+            folder: Destination; created if needed.
+            card: JSON-ready facts for users: ``name`` (default: the folder's
+                name), ``description``, ``data``, ``citation``, ``licence``,
+                ``input``/``output`` units, ``trained_with``, ``metrics``...
+            card_text: The model card in Markdown; ``None`` writes one from
+                the facts.
+
+        Returns:
+            The facts written to ``metadata.json``.
+        """
+        from keras_sysid import zoo
+
+        return zoo.save(self, folder, card, card_text)
+
     def get_config(self):
         return {
             "name": self.name,

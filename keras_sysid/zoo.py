@@ -1,37 +1,44 @@
 """Pretrained models: list them, load one in a line, or save your own in the same format.
 
-A zoo entry is a folder (the layout of KerasHub presets)::
+A zoo entry (a *preset*) is a folder, laid out like a KerasHub preset::
 
     <name>/
       config.json         the model's Keras config (no code)
       model.weights.h5    its weights (HDF5 arrays, no pickle)
-      metadata.json       the model card's facts: data, units, licence, command, metrics
+      metadata.json       the model card's facts: data, units, licence, command,
+                          metrics, and the provenance save() records itself
       README.md           the model card, for people
       SHA256SUMS          sha256 of each file above
 
 Shipped entries live in the ``keras_sysid_zoo`` package (the repository's
 ``zoo/`` folder) and are found with :mod:`importlib.resources`, so they work
-from an installed wheel. :func:`load` verifies every checksum before reading
-anything, deserialises in Keras safe mode and never unpickles.
+from an installed wheel. Loading verifies the checksums of the files it reads
+before reading them, deserialises in Keras safe mode and never unpickles.
 
 Example:
     >>> import keras_sysid as ks
-    >>> ks.zoo.list_models()
+    >>> [entry["name"] for entry in ks.zoo.presets()]      # with each card's facts
     [...]
-    >>> model = ks.zoo.load("mouse_v1_factorized")     # or a folder path
-    >>> model.predict(images).shape                      # images: (n, 36, 64, 1), 0..255
+    >>> model = ks.SystemIdentificationModel.from_preset("mouse_v1_factorized")  # or a folder
+    >>> model = ks.zoo.load("mouse_v1_factorized")         # the same
+    >>> model.predict(images).shape                        # images: (n, 36, 64, 1), 0..255
+    >>> model.save_to_preset("my_model", card={"description": "...", "licence": "..."})
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import importlib.metadata
 import importlib.resources
 import json
 import os
+import platform
 
 import keras
 
 from keras_sysid.cloning import clone
+from keras_sysid.models import SystemIdentificationModel
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -40,6 +47,8 @@ CARD_FILE = "README.md"
 CHECKSUM_FILE = "SHA256SUMS"
 _CHECKED_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, CARD_FILE)
 _ZOO_PACKAGE = "keras_sysid_zoo"
+# The key of metadata.json that save() fills in itself; every other key is the card's.
+PROVENANCE_KEY = "provenance"
 
 
 class ZooError(ValueError):
@@ -62,8 +71,9 @@ def list_models() -> list[str]:
 
 
 def _resolve(name_or_path: str) -> str:
+    name_or_path = os.fspath(name_or_path)
     if os.path.isdir(name_or_path):
-        return os.fspath(name_or_path)
+        return name_or_path
     root = _shipped_root()
     if root is not None and root.joinpath(name_or_path).is_dir():
         # Shipped files are plain files inside the installed package.
@@ -82,8 +92,13 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def verify(folder: str) -> None:
-    """Checks every file of an entry against its ``SHA256SUMS``.
+def verify(folder: str, files=_CHECKED_FILES) -> None:
+    """Checks an entry's files against its ``SHA256SUMS``.
+
+    Args:
+        folder: The entry's folder.
+        files: The files to check (default: all four). The listing itself must
+            hold a checksum for every file of the format in any case.
 
     Raises:
         ZooError: naming the file that is missing, altered or truncated.
@@ -98,52 +113,278 @@ def verify(folder: str) -> None:
                 digest, _, name = line.strip().partition("  ")
                 expected[name] = digest
     for name in _CHECKED_FILES:
-        path = os.path.join(folder, name)
         if name not in expected:
             raise ZooError(f"{listing}: has no checksum for {name}.")
+    for name in files:
+        path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise ZooError(f"{path}: file is missing.")
         if sha256(path) != expected[name]:
             raise ZooError(f"{path}: checksum mismatch; the file is altered or truncated.")
 
 
+def _read_json(path: str):
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, ValueError) as error:
+        raise ZooError(f"{path}: not readable JSON ({type(error).__name__}: {error}).") from None
+
+
 def metadata(name_or_path: str) -> dict:
     """The entry's ``metadata.json`` (after verifying checksums)."""
     folder = _resolve(name_or_path)
     verify(folder)
-    with open(os.path.join(folder, METADATA_FILE)) as file:
-        return json.load(file)
+    return _read_json(os.path.join(folder, METADATA_FILE))
 
 
-def load(name_or_path: str, verify_checksums: bool = True) -> keras.Model:
-    """Loads a zoo model by name, or from a folder in the zoo format.
+# -- listing -----------------------------------------------------------------
 
-    Args:
-        name_or_path: A name from :func:`list_models`, or a folder.
-        verify_checksums: Check every file against ``SHA256SUMS`` first.
+# Card facts that presets() reports besides name, description, size and metrics (None where a card lacks one).
+_LISTED_FACTS = ("input", "output", "data", "licence", "citation", "trained_with", "evaluated_with")
+
+
+def _preset_facts(name: str, folder: str) -> dict:
+    verify(folder, (CONFIG_FILE, METADATA_FILE))
+    facts = _read_json(os.path.join(folder, METADATA_FILE))
+    if not isinstance(facts, dict):
+        raise ZooError(f"{os.path.join(folder, METADATA_FILE)}: holds no facts (a JSON object is expected).")
+    config = _read_json(os.path.join(folder, CONFIG_FILE))
+    config = config if isinstance(config, dict) else {}
+    provenance = facts.get(PROVENANCE_KEY) if isinstance(facts.get(PROVENANCE_KEY), dict) else {}
+    # Not every card states n_neurons and image_shape as facts (the synthetic
+    # ones say them in words); the model's config holds them for every entry.
+    model_config = config.get("config") if isinstance(config.get("config"), dict) else {}
+    readout = model_config.get("readout") if isinstance(model_config.get("readout"), dict) else {}
+    n_neurons = facts.get("n_neurons", provenance.get("n_neurons", readout.get("config", {}).get("n_neurons")))
+    image_shape = facts.get("image_shape", provenance.get("image_shape", model_config.get("image_shape")))
+    if image_shape is not None and len(image_shape) == 2:
+        image_shape = list(image_shape) + [1]
+    return {
+        "name": name,
+        "description": facts.get("description"),
+        "n_neurons": n_neurons,
+        "image_shape": image_shape,
+        **{key: facts.get(key) for key in _LISTED_FACTS},
+        "metrics": facts.get("metrics", {}),
+        "model_class": config.get("registered_name") or config.get("class_name"),
+        "keras_sysid_version": provenance.get("keras_sysid_version"),
+        "saved_at": provenance.get("saved_at"),
+        "folder": folder,
+    }
+
+
+def presets() -> list[dict]:
+    """Every shipped entry with its card's facts, for choosing a model.
 
     Returns:
-        The model, ready to ``predict`` (and to ``fit`` after ``compile``).
+        One dict per entry, sorted by name: ``name``, ``description``,
+        ``n_neurons``, ``image_shape`` (H, W, C), ``input``, ``output``,
+        ``data``, ``licence``, ``citation``, ``trained_with``,
+        ``evaluated_with``, ``metrics`` (the card's test metrics),
+        ``model_class``, ``keras_sysid_version`` and ``saved_at`` (from the
+        entry's provenance; ``None`` for entries saved before it was
+        recorded) and ``folder``. A fact a card does not state is ``None``.
 
     Raises:
-        ZooError: unknown name, or a missing, altered or unreadable file.
+        ZooError: a shipped entry's config or metadata is missing or altered.
+
+    Example:
+        >>> for entry in ks.zoo.presets():
+        ...     print(entry["name"], entry["n_neurons"], entry["image_shape"], entry["metrics"])
+    """
+    return [_preset_facts(name, _resolve(name)) for name in list_models()]
+
+
+list_presets = presets
+
+
+# -- loading -----------------------------------------------------------------
+
+
+def _with_dtype_policy(config, policy_name: str):
+    """``config`` with every serialised dtype policy replaced by ``policy_name``."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return policy_name
+        return {key: _with_dtype_policy(value, policy_name) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_with_dtype_policy(value, policy_name) for value in config]
+    return config
+
+
+def _check_class(config, cls, config_path: str) -> None:
+    """Refuses a config of a class that is not ``cls`` or a subclass, before building it."""
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ZooError(f"{config_path}: not a loadable model config (no class_name).")
+    registered = config.get("registered_name")
+    stored = keras.saving.get_registered_object(registered) if registered else None
+    if isinstance(stored, type) and not issubclass(stored, cls):
+        raise ZooError(
+            f"{config_path}: holds a {stored.__module__}.{stored.__name__}, which is not a {cls.__name__} "
+            "(nor a subclass); keras_sysid.zoo.load_preset(keras.Model, path) loads whatever class an entry holds."
+        )
+
+
+def load_preset(
+    cls: type, name_or_path: str, load_weights: bool = True, dtype=None, verify_checksums: bool = True
+) -> keras.Model:
+    """Loads an entry as a model of class ``cls`` (the implementation behind ``from_preset``).
+
+    Args:
+        cls: The class the entry must hold (``cls`` or a subclass); pass
+            ``keras.Model`` to load any model class.
+        name_or_path: A name from :func:`list_models`, or a folder in the zoo format.
+        load_weights: Load the stored weights; ``False`` gives the architecture
+            with newly initialised weights (the weights file is then neither
+            read nor verified; every other file is).
+        dtype: A dtype policy (a name such as ``"float32"`` or
+            ``"mixed_bfloat16"``, or a ``keras.DTypePolicy``) for every layer
+            of the loaded model; ``None`` keeps the stored ones.
+        verify_checksums: Check the entry's files against ``SHA256SUMS``
+            first. Leave it on; off only to inspect a damaged entry.
+
+    Returns:
+        The model, uncompiled.
+
+    Raises:
+        ZooError: unknown name; a missing, altered or unreadable file (named);
+            a config of another class, or naming code not registered with Keras.
+        ValueError: ``dtype`` is not a dtype policy.
     """
     folder = _resolve(name_or_path)
     if verify_checksums:
-        verify(folder)
+        verify(folder, _CHECKED_FILES if load_weights else tuple(n for n in _CHECKED_FILES if n != WEIGHTS_FILE))
     config_path = os.path.join(folder, CONFIG_FILE)
+    config = _read_json(config_path)
+    _check_class(config, cls, config_path)
+    policy = None
+    if dtype is not None:
+        policy = keras.dtype_policies.get(dtype)
+        config = _with_dtype_policy(config, policy.name)
+    previous = keras.config.dtype_policy()
     try:
-        with open(config_path) as file:
-            config = json.load(file)
+        if policy is not None:
+            # Layers whose config does not store a dtype (the model itself, and
+            # sublayers made in a layer's __init__) take the global policy.
+            keras.config.set_dtype_policy(policy)
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    except (OSError, ValueError, TypeError, KeyError) as error:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         raise ZooError(f"{config_path}: not a loadable model config ({type(error).__name__}: {error}).") from None
-    weights_path = os.path.join(folder, WEIGHTS_FILE)
-    try:
-        model.load_weights(weights_path)
-    except Exception as error:  # h5py and Keras raise many types for a bad file.
-        raise ZooError(f"{weights_path}: weights do not fit the model ({type(error).__name__}: {error}).") from None
+    finally:
+        keras.config.set_dtype_policy(previous)
+    if not isinstance(model, cls):
+        raise ZooError(
+            f"{config_path}: holds a {type(model).__name__}, which is not a {cls.__name__} (nor a subclass)."
+        )
+    if load_weights:
+        weights_path = os.path.join(folder, WEIGHTS_FILE)
+        try:
+            model.load_weights(weights_path)
+        except Exception as error:  # h5py and Keras raise many types for a bad file.
+            raise ZooError(f"{weights_path}: weights do not fit the model ({type(error).__name__}: {error}).") from None
     return model
+
+
+def load(name_or_path: str, verify_checksums: bool = True, load_weights: bool = True, dtype=None) -> keras.Model:
+    """Loads a zoo model by name, or from a folder in the zoo format.
+
+    The same as ``SystemIdentificationModel.from_preset(name_or_path, load_weights, dtype)``.
+
+    Args:
+        name_or_path: A name from :func:`list_models`, or a folder.
+        verify_checksums: Check the files read against ``SHA256SUMS`` first.
+        load_weights: ``False``: the architecture with newly initialised weights.
+        dtype: A dtype policy for the loaded model (``None``: as stored).
+
+    Returns:
+        The :class:`~keras_sysid.models.SystemIdentificationModel`, ready to
+        ``predict`` (and to ``fit`` after ``compile``).
+
+    Raises:
+        ZooError: unknown name, or a missing, altered or unreadable file, or
+            a model that is not a ``SystemIdentificationModel``.
+    """
+    return load_preset(SystemIdentificationModel, name_or_path, load_weights, dtype, verify_checksums)
+
+
+# -- saving ------------------------------------------------------------------
+
+
+def model_card(facts: dict) -> str:
+    """A model card (Markdown) from an entry's facts: description, key facts, metrics, provenance."""
+    name = facts.get("name", "model")
+    lines = [f"# {name}", "", facts.get("description", "A keras_sysid model."), ""]
+    listed = ("input", "output", "data", "citation", "licence", "trained_with", "mask_pruned_below", "evaluated_with")
+    for key in listed:
+        if key in facts:
+            lines.append(f"- **{key.replace('_', ' ')}**: {facts[key]}")
+    lines += ["", "## Metrics", "", "```json", json.dumps(facts.get("metrics", {}), indent=2), "```", ""]
+    if isinstance(facts.get(PROVENANCE_KEY), dict):
+        lines += ["## Provenance", ""]
+        lines += [f"- **{key.replace('_', ' ')}**: {value}" for key, value in facts[PROVENANCE_KEY].items()]
+        lines.append("")
+    lines += [
+        f"Load it with `keras_sysid.SystemIdentificationModel.from_preset(\"{name}\")` (or `keras_sysid.zoo.load`); "
+        "outside the shipped zoo, give the path of this folder.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _package_version(name: str):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(model: keras.Model) -> dict:
+    """What :func:`save` records about how ``model`` was saved (under ``metadata.json``'s ``provenance``)."""
+    import keras_sysid
+
+    facts = {
+        "keras_sysid_version": keras_sysid.__version__,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+    }
+    for package in ("tensorflow", "jax", "jaxlib", "torch"):
+        version = _package_version(package)
+        if version is not None:
+            facts[f"{package}_version"] = version
+    facts.update({"numpy_version": _package_version("numpy"), "python_version": platform.python_version()})
+    facts["model_class"] = keras.saving.get_registered_name(type(model))
+    facts["parameter_count"] = int(model.count_params())
+    facts["dtype_policy"] = model.dtype_policy.name
+    if isinstance(model, SystemIdentificationModel):
+        facts["n_neurons"] = model.n_neurons
+        facts["image_shape"] = list(model.image_shape)
+    facts["saved_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return facts
+
+
+def _card_with_provenance(model: keras.Model, card: dict | None, folder: str) -> dict:
+    card = dict(card or {})
+    try:
+        json.dumps(card)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"card must be JSON-ready facts: {error}.") from None
+    recorded = provenance(model)
+    # A card that states the model's size must state the model's actual size.
+    for key in ("n_neurons", "image_shape"):
+        if key in card and key in recorded:
+            stated = list(card[key]) if isinstance(card[key], (list, tuple)) else card[key]
+            if key == "image_shape" and isinstance(stated, list) and len(stated) == 2:
+                stated = stated + [1]
+            if stated != recorded[key]:
+                raise ValueError(f"card says {key}={card[key]!r} but the model has {recorded[key]!r}.")
+    previous = card.get(PROVENANCE_KEY, {})
+    if not isinstance(previous, dict):
+        raise ValueError(f"card[{PROVENANCE_KEY!r}] must be a dict (save() adds its own keys to it); got {previous!r}.")
+    card.setdefault("name", os.path.basename(os.path.normpath(folder)))
+    # Provenance describes this save: its keys replace stale ones of the same name.
+    card[PROVENANCE_KEY] = {**previous, **recorded}
+    return card
 
 
 def _compress_weights(path: str) -> None:
@@ -171,17 +412,37 @@ def _compress_weights(path: str) -> None:
     os.replace(temporary, path)
 
 
-def save(model: keras.Model, folder: str, card: dict, card_text: str) -> None:
+def save(model: keras.Model, folder: str, card: dict | None = None, card_text: str | None = None) -> dict:
     """Writes ``model`` as a zoo entry (config, weights, metadata, card, checksums).
+
+    ``metadata.json`` holds ``card`` as given plus a ``provenance`` key that
+    this function fills in (see :func:`provenance`: keras_sysid, Keras,
+    backend and framework versions, parameter count, ``n_neurons``,
+    ``image_shape``, dtype policy, UTC date). ``model.save_to_preset`` calls this.
 
     Args:
         model: A built Keras model.
-        folder: Destination; created if needed.
-        card: JSON-ready facts for ``metadata.json`` (data, citation, licence,
-            input shape and units, training command, metrics...).
-        card_text: The human-readable model card (Markdown).
+        folder: Destination; created if needed. Files of the format already
+            there are replaced.
+        card: JSON-ready facts for ``metadata.json`` (name, description, data,
+            citation, licence, input shape and units, training command,
+            metrics...). Kept as given; ``name`` defaults to the folder's name.
+        card_text: The human-readable model card (Markdown); ``None`` writes
+            one from the facts (:func:`model_card`).
+
+    Returns:
+        The facts written to ``metadata.json``.
+
+    Raises:
+        ValueError: ``card`` is not JSON-ready, or states an ``n_neurons`` or
+            ``image_shape`` other than the model's.
     """
+    facts = _card_with_provenance(model, card, folder)
+    text = model_card(facts) if card_text is None else card_text
     os.makedirs(folder, exist_ok=True)
+    # No stale listing may vouch for a half-written entry.
+    if os.path.exists(os.path.join(folder, CHECKSUM_FILE)):
+        os.remove(os.path.join(folder, CHECKSUM_FILE))
 
     def uncompiled(config):
         # Zoo models load uncompiled (users compile for their own fit), so neither
@@ -196,12 +457,13 @@ def save(model: keras.Model, folder: str, card: dict, card_text: str) -> None:
     bare.save_weights(os.path.join(folder, WEIGHTS_FILE))
     _compress_weights(os.path.join(folder, WEIGHTS_FILE))
     with open(os.path.join(folder, METADATA_FILE), "w") as file:
-        json.dump(card, file, indent=2)
+        json.dump(facts, file, indent=2)
     with open(os.path.join(folder, CARD_FILE), "w") as file:
-        file.write(card_text)
+        file.write(text)
     with open(os.path.join(folder, CHECKSUM_FILE), "w") as file:
         for name in _CHECKED_FILES:
             file.write(f"{sha256(os.path.join(folder, name))}  {name}\n")
+    return facts
 
 
 def load_any(model: str) -> keras.Model:

@@ -20,18 +20,27 @@ _SMALL_RUN = [
 # What the fitted model predicts must match, within what float32 summation
 # order allows. Per step the arithmetic is the same up to rounding: two replicas
 # sum their half-batch gradients and then add the halves, one device sums the
-# whole batch, so gradients differ in the last bits (relative ~1e-7), and the
-# SGD test below holds the weights to 1e-5. A whole fit is 64 Adam steps, and
-# Adam divides each gradient by its own running magnitude: for a weight whose
-# gradient is near zero, a last-bit difference is a difference in the step
-# itself (up to the learning rate), and it carries through every later step.
-# Measured drift of the scores after 4 epochs: relative 1e-6 to 2e-5 on an AMD
-# EPYC, 1.8e-4 for corr_test on an Intel Xeon with AMX. 1e-3 bounds that with
-# margin on any x86 CPU, and is still 100x below what counting a penalty once
-# per replica, or normalising each replica's own half-batch, changes.
+# whole batch, so gradients differ in the last bits, and the SGD test below
+# holds the weights to 1e-5. A whole fit is 64 Adam steps, and Adam divides
+# each gradient by its own running magnitude: for a weight whose gradient is
+# near zero, a last-bit difference becomes a difference in the step itself,
+# which carries through every later step. So whole fits are compared on scores
+# on which that drift acts linearly (validation loss, correlation, the
+# unexplained variance 1 - FEV: FEV itself, 0.17 here, is a small difference of
+# near-equal numbers and amplifies it five-fold), with tolerances set from the
+# drift measured on two CPU kinds. Relative drift, mirrored vs one device, AMD
+# EPYC: val loss 7e-6, corr 9.5e-5, 1 - FEV 1e-4, RF error 2e-5; Intel Xeon
+# (AMX): corr 1.8e-4. A real defect is still caught: batch norm on each
+# replica's half-batch instead of the global batch (distribute.
+# synchronized_batch_norm off) moves them by 7.6e-4, 1.1e-2, 2e-3 and 5e-2.
 # (Keras' running training-loss log is aggregated over replicas and differs
 # slightly; it is not compared.)
-_TOLERANCES = {"best_val_loss": 1e-3, "fev": 1e-3, "corr_test": 1e-3, "rf_error_px": 1e-3}
+_TOLERANCES = {"best_val_loss": 1e-4, "unexplained": 1e-3, "corr_test": 1e-3, "rf_error_px": 1e-3}
+
+
+def _scores(result):
+    return {**{key: result[key] for key in ("best_val_loss", "corr_test", "rf_error_px")},
+            "unexplained": 1.0 - result["fev"]}
 
 _SGD_STEPS = """
 import sys
@@ -97,7 +106,7 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(single_device):
     assert mirrored["replicas"] == 2 and single_device["replicas"] == 1
     assert mirrored["epochs"] == single_device["epochs"]
     for key, tolerance in _TOLERANCES.items():
-        assert mirrored[key] == pytest.approx(single_device[key], rel=tolerance), key
+        assert _scores(mirrored)[key] == pytest.approx(_scores(single_device)[key], rel=tolerance), key
 
 
 def _free_ports(count):
@@ -122,7 +131,7 @@ def test_two_workers_on_localhost_match_one_process(single_device, tmp_path):
     for result in results:
         assert result["replicas"] == 2
         for key, tolerance in _TOLERANCES.items():
-            assert result[key] == pytest.approx(single_device[key], rel=tolerance), key
+            assert _scores(result)[key] == pytest.approx(_scores(single_device)[key], rel=tolerance), key
     # Only worker 0 writes the outputs.
     assert (tmp_path / "out" / "results.json").exists()
 

@@ -1,8 +1,17 @@
-r"""Score a fitted model on the test tier of a ``static*-preproc0`` data set.
+r"""Score a fitted model: on the test tier of a ``static*-preproc0`` data set, or against a synthetic truth.
 
-Prints, as its last line, one JSON object with ``corr_single``, ``corr_avg``,
-``feve``, ``frac_oracle``, ``oracle``, ``n_neurons``, ``n_trials`` and
-``n_images`` (see ``keras_sysid.evaluation``).
+With ``--data``, prints, as its last line, one JSON object with
+``corr_single``, ``corr_avg``, ``feve``, ``frac_oracle``, ``oracle``,
+``n_neurons``, ``n_trials`` and ``n_images`` (see ``keras_sysid.evaluation``).
+
+Without ``--data``, the model must be a synthetic zoo entry (a name or a
+zoo-format folder): its population is simulated again (seeded, so the same
+one) from the ``config`` in the entry's ``metadata.json`` and the model is
+scored on the noise-free rates of its test split. The last line holds the
+card's metric keys: ``fev``, ``fev_median``, ``rf_error_px``,
+``frac_rf_within_1px``, ``corr_test`` for a fitted model, or
+``max_abs_error_vs_numpy_truth`` for a ``*_groundtruth`` simulator (its
+population is the zoo's default one when the entry stores no ``config``).
 
 Examples:
 
@@ -13,29 +22,98 @@ Examples:
   python tools/evaluate.py --model mouse_v1_gaussian \
       --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
 
+  # A synthetic zoo entry, against its known truth.
+  python tools/evaluate.py --model synthetic_cnn_factorized
+  python tools/evaluate.py --model synthetic_dog_groundtruth
+
   # Another tier with repeats, and per-neuron scores saved.
   python tools/evaluate.py --model model.keras --data static-folder/ \
       --tier validation --per_neuron scores.npz
 """
 
 import json
+import os
+import re
 import sys
 
 import numpy as np
 from absl import app, flags
 
-from keras_sysid import evaluation, zoo
+from keras_sysid import evaluation, metrics, zoo
 from keras_sysid.data.static import KNOWN_TIERS, StaticDataError, load_static
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
-_DATA = flags.DEFINE_string("data", None, "A static*-preproc0 zip file or folder.", required=True)
+_DATA = flags.DEFINE_string(
+    "data", None,
+    "A static*-preproc0 zip file or folder. Leave out for a synthetic zoo entry (scored against its known truth).",
+)
 _TIER = flags.DEFINE_enum("tier", "test", list(KNOWN_TIERS), "Tier to score (needs repeated images).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Prediction batch size.")
 _PER_NEURON = flags.DEFINE_string("per_neuron", None, "Also write per-neuron scores to this .npz file.")
 
+GROUNDTRUTH_METRIC = "max_abs_error_vs_numpy_truth"
+
+
+def _synthetic_config(facts: dict):
+    """The run config behind a synthetic entry: its metadata's, or the zoo default for a ``*_groundtruth``."""
+    from keras_sysid.experiments.presets import SyntheticRunConfig, zoo_synthetic_config
+
+    if isinstance(facts.get("config"), dict):
+        try:
+            return SyntheticRunConfig(**facts["config"])
+        except TypeError as error:
+            raise ValueError(f"{_MODEL.value}: metadata.json's config is not a SyntheticRunConfig ({error}).") from None
+    match = re.fullmatch(r"synthetic_(\w+)_groundtruth", str(facts.get("name", "")))
+    if match:
+        return zoo_synthetic_config(match.group(1))
+    raise ValueError(
+        f"{_MODEL.value}: --data is needed; without it the model must be a synthetic zoo entry whose "
+        "metadata.json holds the run's 'config' (or a synthetic_<truth>_groundtruth entry)."
+    )
+
+
+def score_against_truth(model, facts: dict, batch_size: int) -> dict:
+    """The card metrics of a synthetic entry, re-measured on its re-simulated population."""
+    config = _synthetic_config(facts)
+    population = config.population()
+    if "locations" in facts and not np.array_equal(np.asarray(facts["locations"]), population.locations):
+        raise ValueError(f"{_MODEL.value}: the simulated population's locations differ from the entry's card.")
+    card_metrics = facts.get("metrics", {})
+    if GROUNDTRUTH_METRIC in card_metrics:
+        prediction = model.predict(population.test.images, batch_size=batch_size, verbose=0)
+        return {GROUNDTRUTH_METRIC: float(np.max(np.abs(prediction - population.test.clean_responses)))}
+    scores = evaluation.scores_against_truth(model, population.test, batch_size)
+    distance = metrics.rf_distance(model.rf_positions(), population.locations)
+    return {
+        "fev": float(np.mean(scores["fev"])),
+        "fev_median": float(np.median(scores["fev"])),
+        "rf_error_px": float(np.median(distance)),
+        "frac_rf_within_1px": float(np.mean(distance <= 1.0)),
+        "corr_test": float(np.mean(scores["correlation"])),
+    }
+
 
 def main(argv):
     del argv
+    if _DATA.value is None:
+        try:
+            if _TIER.value != "test" or _PER_NEURON.value:
+                raise ValueError(
+                    "without --data a synthetic entry is scored on its test split only (no --tier, --per_neuron)."
+                )
+            if _MODEL.value.endswith(".keras") or os.path.isfile(_MODEL.value):
+                raise ValueError(
+                    f"{_MODEL.value}: --data is needed for a .keras file (only zoo entries carry their truth)."
+                )
+            facts = zoo.metadata(_MODEL.value)
+            config = _synthetic_config(facts)  # Fails fast, before loading, for an entry without a truth.
+            model = zoo.load(_MODEL.value)
+            scores = score_against_truth(model, facts, _BATCH_SIZE.value)
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+        print(json.dumps({"model": _MODEL.value, "data": f"synthetic ({config.ground_truth}, seed {config.seed})",
+                          "tier": "test", **scores}))
+        return
     try:
         data = load_static(_DATA.value, tiers=[_TIER.value])
         model = zoo.load_any(_MODEL.value)

@@ -10,7 +10,6 @@ synthetic entries, against the known truth).
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 
@@ -36,14 +35,8 @@ KLINDT_CITATION = (
 _MOUSE_DATA = "static20457-5-9-preproc0 (mouse V1 L2/3, 5335 neurons, 36x64 grey-scale natural images)"
 
 
-def _card_text(facts: dict) -> str:
-    lines = [f"# {facts['name']}", "", facts["description"], ""]
-    for key in ("input", "output", "data", "citation", "licence", "trained_with", "mask_pruned_below", "evaluated_with"):
-        if key in facts:
-            lines.append(f"- **{key.replace('_', ' ')}**: {facts[key]}")
-    lines += ["", "## Metrics", "", "```json", json.dumps(facts.get("metrics", {}), indent=2), "```", ""]
-    lines += ["Load it with `keras_sysid.zoo.load(\"" + facts["name"] + "\")`.", ""]
-    return "\n".join(lines)
+# The model card of an entry, written from its facts (one writer, in keras_sysid.zoo).
+_card_text = zoo.model_card
 
 
 # Stored factorized masks are zeroed below this fraction of each neuron's peak.
