@@ -25,6 +25,30 @@ class BackupError(RuntimeError):
     """A backup folder cannot be used to resume this fit."""
 
 
+def fingerprint_differences(saved, current, prefix: str = "", labels=("saved", "current")) -> list[str]:
+    """Where two JSON-like fingerprints differ, one line per differing entry.
+
+    Nested dicts are compared entry by entry and named by dotted paths, e.g.
+    ``["settings.max_epochs: saved 5, current 40"]`` (``labels`` names the two
+    sides); an empty list means equal.
+    """
+    was, now = labels
+    if isinstance(saved, dict) and isinstance(current, dict):
+        lines = []
+        for key in list(saved) + [k for k in current if k not in saved]:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in saved:
+                lines.append(f"{path}: not {was}, {now} {json.dumps(current[key])}")
+            elif key not in current:
+                lines.append(f"{path}: {was} {json.dumps(saved[key])}, not {now}")
+            else:
+                lines.extend(fingerprint_differences(saved[key], current[key], path, labels))
+        return lines
+    if saved == current:
+        return []
+    return [f"{prefix or 'fingerprint'}: {was} {json.dumps(saved)}, {now} {json.dumps(current)}"]
+
+
 class TrainingBackup(keras.callbacks.Callback):
     """Keeps a ``fit`` resumable after a crash, a pre-emption or ``kill -9``.
 
@@ -68,9 +92,10 @@ class TrainingBackup(keras.callbacks.Callback):
         if not os.path.isfile(os.path.join(folder, "model.weights.h5")):
             raise BackupError(f"Backup {folder} named by {path} has no model.weights.h5; delete {self.directory}.")
         if self.fingerprint is not None and progress.get("fingerprint") != self.fingerprint:
+            differences = fingerprint_differences(progress.get("fingerprint"), self.fingerprint)
             raise BackupError(
-                f"Backup in {self.directory} belongs to a different run:\n  saved:   {progress.get('fingerprint')}\n"
-                f"  current: {self.fingerprint}\nUse another folder, or delete it to start over."
+                f"Backup in {self.directory} belongs to a different run:\n  " + "\n  ".join(differences)
+                + "\nUse another folder, or delete it to start over."
             )
         progress["completed_epochs"] = epochs
         return progress

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -32,6 +33,29 @@ def test_synthetic_types_runs_every_readout_and_resumes(tmp_path):
     messages.clear()
     comparison.run_synthetic_types(str(tmp_path), settings=settings, verbose=0, log=messages.append)
     assert sum("already fitted" in m for m in messages) == 3
+
+
+def test_synthetic_types_refuses_fits_of_other_settings_unless_overwriting(tmp_path):
+    settings = comparison.SyntheticTypesSettings(
+        n_types=(2,), neurons_per_type=3, image_size=20, n_train=64, max_epochs=1, patience=1
+    )
+    comparison.run_synthetic_types(str(tmp_path), readouts=("factorized",), settings=settings, verbose=0,
+                                   log=lambda m: None)
+    path = str(tmp_path / "synthetic_types" / "2_factorized.json")
+    with open(path) as file:
+        assert json.load(file)["key"] == json.loads(json.dumps(comparison.synthetic_types_key(2, "factorized", settings)))
+    # More type counts in the run do not change the 2-type fit: reused.
+    wider = dataclasses.replace(settings, n_types=(2, 3))
+    assert comparison.synthetic_types_key(2, "factorized", wider) == comparison.synthetic_types_key(2, "factorized", settings)
+    reseeded = dataclasses.replace(settings, seed=1)
+    with pytest.raises(comparison.StoredRunMismatch, match="settings.seed: stored 0, this run 1") as raised:
+        comparison.run_synthetic_types(str(tmp_path), readouts=("factorized",), settings=reseeded, verbose=0,
+                                       log=lambda m: None)
+    assert path in str(raised.value)
+    messages = []
+    rows = comparison.run_synthetic_types(str(tmp_path), readouts=("factorized",), settings=reseeded, verbose=0,
+                                          log=messages.append, overwrite=True)
+    assert any(m.startswith("overwriting") for m in messages) and rows[0]["key"]["settings"]["seed"] == 1
 
 
 def test_format_table_aligns_columns():

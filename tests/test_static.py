@@ -173,3 +173,28 @@ def test_two_data_sets_in_one_folder_is_ambiguous(tmp_path):
         load_static(str(tmp_path))
     shutil.rmtree(tmp_path / "static2-2-2-preproc0")
     assert load_static(str(tmp_path)).n_neurons == N_NEURONS
+
+
+def test_fingerprint_is_of_content_not_of_source_or_name(tmp_path):
+    folder = write_tree(str(tmp_path / "a"))
+    zipped = write_tree(str(tmp_path / "b"), zipped=True)
+    renamed = write_tree(str(tmp_path / "c"), name="static9-9-9-preproc0")
+    data = load_static(folder)
+    fingerprint = data.fingerprint()
+    assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0
+    assert load_static(zipped).fingerprint() == fingerprint
+    assert load_static(str(tmp_path / "a")).fingerprint() == fingerprint
+    assert load_static(renamed).fingerprint() == fingerprint
+    assert data.fingerprint() is fingerprint  # computed once
+    # Any changed value changes it: one response, one metadata entry.
+    path = os.path.join(folder, "data/responses/7.npy")
+    responses = np.load(path)
+    responses[3] = np.nextafter(responses[3], np.float32(np.inf))
+    np.save(path, responses)
+    changed = load_static(folder).fingerprint()
+    assert changed != fingerprint
+    path = os.path.join(folder, "meta/trials/trial_idx.npy")
+    np.save(path, np.load(path)[::-1])
+    assert load_static(folder).fingerprint() not in (fingerprint, changed)
+    # A selection of trials is other data.
+    assert load_static(zipped, tiers=["test"]).fingerprint() != fingerprint

@@ -81,6 +81,26 @@ def test_reproduce_mouse_v1_writes_table_files_and_figures(tmp_path):
     assert again.returncode == 0 and "already fitted" in again.stdout
 
 
+def test_reproduce_never_reports_results_of_other_data(tmp_path):
+    # The reported bug: B (another file of the same name) in A's folder printed A's scores as B's.
+    a = write_tree(str(tmp_path / "a"), zipped=True)
+    b = write_tree(str(tmp_path / "b"), seed=1, zipped=True)
+    out = str(tmp_path / "out")
+    args = ("--experiment", "mouse_v1", "--models", "lnp", "--max_epochs", "1", "--out", out)
+    first = _run("reproduce.py", "--data", a, *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    scores = first.stdout.strip().splitlines()[-1]
+    other = _run("reproduce.py", "--data", b, *args)
+    assert other.returncode != 0
+    assert "data fingerprint differs" in other.stderr and os.path.join(out, "lnp") in other.stderr
+    assert "--overwrite" in other.stderr and "Traceback" not in other.stderr
+    corr_single = f"{json.loads(scores)[0]['corr_single']:.3f}"
+    assert "already fitted" not in other.stdout and corr_single not in other.stdout
+    again = _run("reproduce.py", "--data", a, *args)
+    assert again.returncode == 0 and "already fitted" in again.stdout
+    assert again.stdout.strip().splitlines()[-1] == scores
+
+
 def test_transfer_tool_runs_on_a_tiny_synthetic_entry(tmp_path):
     import dataclasses
 

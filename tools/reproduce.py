@@ -3,6 +3,13 @@ r"""Reproduce the paper's comparisons: Table 1 on mouse V1, Fig. 5e on synthetic
 Progress goes to stdout; tables, JSON, CSV and figures go to ``--out``. Finished
 models are kept there and not refitted, so an interrupted run resumes.
 
+Each stored fit carries its run key: the data's content fingerprint (sha256),
+the model's preset, the fit settings and the seed. A fit is reused only under
+the same key. If ``--out`` holds a fit of another key (other data, settings or
+seed), the run stops before fitting anything and says what differs; use
+another ``--out``, delete the named folders, or pass ``--overwrite`` to delete
+and refit them. Errors exit with status 1 and a one-line cause on stderr.
+
 Examples:
 
   # All five rivals on real mouse V1 data (about 20 min per CNN on 2 CPU cores).
@@ -17,12 +24,16 @@ Examples:
   python tools/reproduce.py --experiment synthetic_types
 """
 
+import functools
 import json
+import sys
 
 from absl import app, flags
 
+from keras_sysid.data.static import StaticDataError
 from keras_sysid.experiments import comparison
 from keras_sysid.experiments.presets import RIVALS, SYNTHETIC_READOUTS, FitSettings, SyntheticTypesSettings
+from keras_sysid.resume import BackupError
 
 _EXPERIMENT = flags.DEFINE_enum("experiment", None, ["mouse_v1", "synthetic_types"], "Which comparison.", required=True)
 _DATA = flags.DEFINE_string("data", None, "mouse_v1: a static*-preproc0 zip file or folder.")
@@ -37,6 +48,11 @@ _N_TYPES = flags.DEFINE_list("n_types", ["4", "8", "16"], "synthetic_types: numb
 _N_TRAIN = flags.DEFINE_integer("n_train", SyntheticTypesSettings.n_train, "synthetic_types: training images.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", SyntheticTypesSettings.image_size, "synthetic_types: image side.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialisation and shuffling.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False,
+    "Delete and refit stored fits in --out whose key (data fingerprint, preset, settings, seed) is not this "
+    "run's. Default: stop with an error naming them. Fits of this run's key are reused either way.",
+)
 
 
 def main(argv):
@@ -48,8 +64,9 @@ def main(argv):
         settings = FitSettings(seed=_SEED.value)
         if _MAX_EPOCHS.value:
             settings.max_epochs = _MAX_EPOCHS.value
-        rows = comparison.run_mouse_v1(
-            _DATA.value, out, models=_MODELS.value or tuple(RIVALS), settings=settings
+        run = functools.partial(
+            comparison.run_mouse_v1, _DATA.value, out, models=_MODELS.value or tuple(RIVALS), settings=settings,
+            overwrite=_OVERWRITE.value,
         )
         columns = comparison.TABLE_COLUMNS
     else:
@@ -59,10 +76,15 @@ def main(argv):
         )
         if _MAX_EPOCHS.value:
             settings.max_epochs = _MAX_EPOCHS.value
-        rows = comparison.run_synthetic_types(
-            out, readouts=_MODELS.value or tuple(SYNTHETIC_READOUTS), settings=settings
+        run = functools.partial(
+            comparison.run_synthetic_types, out, readouts=_MODELS.value or tuple(SYNTHETIC_READOUTS),
+            settings=settings, overwrite=_OVERWRITE.value,
         )
         columns = ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds")
+    try:
+        rows = run()
+    except (StaticDataError, comparison.StoredRunMismatch, BackupError) as error:
+        sys.exit(f"error: {error}")
     print()
     print(comparison.format_table(rows, columns))
     print(f"\nwritten to {out}/")

@@ -8,6 +8,15 @@
 
 Each run writes into ``out/<model>/`` and a finished model is not fitted
 again, so an interrupted comparison resumes where it stopped.
+
+Stored fits are keyed by everything that determines them (:func:`rivals.fit_key
+<keras_sysid.experiments.rivals.fit_key>`: the data's content fingerprint,
+the model's preset, the fit settings and the seed; :func:`synthetic_types_key`).
+A finished fit (``results.json``) or a resumable one (``backup/``) is reused
+only when its key is this run's. Any other stored fit stops the run before
+anything is fitted, with a :class:`StoredRunMismatch` naming the folders and
+what differs; ``overwrite=True`` (``--overwrite``) deletes such fits and
+refits them instead. The keras_sysid version is recorded but not compared.
 """
 
 from __future__ import annotations
@@ -16,13 +25,14 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import keras
 import numpy as np
 
 from keras_sysid import evaluation, metrics, positions
-from keras_sysid.data.static import load_static
+from keras_sysid.data.static import StaticDataError, load_static
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.presets import (
@@ -33,9 +43,152 @@ from keras_sysid.experiments.presets import (
     paper_core,
 )
 from keras_sysid.models import build_model
+from keras_sysid.resume import fingerprint_differences
 from keras_sysid.training import fit_with_schedule
 
 TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "epochs", "seconds")
+# What each fit writes into its folder; overwrite=True deletes exactly these.
+_FIT_FILES = ("results.json", "model.keras", "scores.npz", "backup")
+
+
+class StoredRunMismatch(RuntimeError):
+    """An output folder holds a fit (finished or resumable) of another run key."""
+
+
+@dataclasses.dataclass
+class _Planned:
+    """One fit of a comparison: where it is stored and the key it must carry."""
+
+    label: str
+    folder: str  # what to delete to start afresh (the results file itself when there is no backup)
+    results_path: str
+    key: dict
+    backup_dir: str | None = None
+
+
+def _normalised(value):
+    return json.loads(json.dumps(value))
+
+
+def _stored_key(planned: _Planned):
+    """``(where, stored key, stored data)`` of what ``planned``'s folder holds, or ``None``.
+
+    The key is a string saying why when the results file cannot be read.
+    """
+    if os.path.exists(planned.results_path):
+        try:
+            with open(planned.results_path) as file:
+                row = json.load(file)
+        except (OSError, ValueError) as error:
+            return planned.results_path, f"unreadable ({error})", None
+        if not isinstance(row, dict):
+            return planned.results_path, "unreadable (not a JSON object)", None
+        data = row.get("data_name")
+        if data and row.get("data_path"):
+            data = f"{row['data_path']} ({data})"
+        return planned.results_path, row.get("key"), data
+    pointer = os.path.join(planned.backup_dir, "progress.json") if planned.backup_dir else None
+    if pointer and os.path.exists(pointer):
+        try:
+            with open(pointer) as file:
+                return planned.backup_dir, json.load(file).get("fingerprint"), None
+        except (OSError, ValueError):
+            return None  # TrainingBackup names an unreadable pointer itself
+    return None
+
+
+def _differences(stored: dict | None, key: dict, stored_data_name, this_data_name) -> list[str]:
+    if isinstance(stored, str):
+        return [f"it is {stored}"]
+    if not isinstance(stored, dict):
+        return ["it carries no run key (written by an older keras_sysid), so what it was fitted to is unknown"]
+    stored, key = _normalised(stored), _normalised(key)
+    lines = []
+    if "data" in key and stored.get("data") != key["data"]:
+        was = stored.get("data")
+        if not (isinstance(was, str) and len(was) == 64 and all(c in "0123456789abcdef" for c in was)):
+            lines.append(f"data fingerprint differs: the stored fit names its data only as {json.dumps(was)} "
+                         f"(written before content fingerprints), so it cannot be checked against this run's "
+                         f"{this_data_name} (sha256 {key['data']})")
+        else:
+            of = f"{stored_data_name} (sha256 {was})" if stored_data_name else f"other data (sha256 {was})"
+            lines.append(f"data fingerprint differs: this run's data is {this_data_name} (sha256 {key['data']}), "
+                         f"the stored fit is of {of}")
+    lines += fingerprint_differences({k: v for k, v in stored.items() if k != "data"},
+                                     {k: v for k, v in key.items() if k != "data"}, labels=("stored", "this run"))
+    return lines
+
+
+def _check_stored_fits(planned: list[_Planned], overwrite: bool, this_data_name: str, log) -> None:
+    """Stops (or, with ``overwrite``, clears) every planned folder holding a fit of another key.
+
+    Runs before any fit, so a mismatch costs seconds, not the fits before it.
+    """
+    problems = []
+    for plan in planned:
+        stored = _stored_key(plan)
+        if stored is None:
+            continue
+        where, stored_key, stored_name = stored
+        lines = _differences(stored_key, plan.key, stored_name, this_data_name)
+        if lines:
+            problems.append((plan, where, lines))
+    if not problems:
+        return
+    if not overwrite:
+        report = "\n".join(f"{where} is not this run's {plan.label}:\n  - " + "\n  - ".join(lines)
+                           for plan, where, lines in problems)
+        raise StoredRunMismatch(
+            f"{report}\nNothing was fitted or reported. Write to another output folder (--out), delete "
+            + ", ".join(sorted({plan.folder for plan, _, _ in problems}))
+            + ", or pass --overwrite (overwrite=True) to delete and refit these."
+        )
+    for plan, where, lines in problems:
+        log(f"overwriting {where} ({'; '.join(lines)})")
+        if plan.backup_dir is None:  # a results file alone
+            os.remove(plan.results_path)
+            continue
+        for name in _FIT_FILES:
+            path = os.path.join(plan.folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+
+
+def check_scorable(data, path: str, tier: str = "test") -> None:
+    """Raises :class:`~keras_sysid.data.static.StaticDataError` unless ``data``
+    has train and validation trials and a ``tier`` of repeated images to score on.
+
+    Scoring (:func:`~keras_sysid.evaluation.evaluate_model`) needs at least two
+    ``tier`` images, at least one of them shown more than once.
+    """
+    present = sorted(set(data.tiers.tolist()))
+    missing = [name for name in ("train", "validation", tier) if name not in present]
+    if missing:
+        raise StaticDataError(
+            f"{path}: has no {' or '.join(repr(m) for m in missing)} trials (tiers present: {present}); "
+            f"a comparison fits on 'train', stops early on 'validation' and scores on repeated {tier!r} images."
+        )
+    groups = data.repeat_groups(tier)
+    repeated = sum(len(group) > 1 for group in groups)
+    if len(groups) < 2 or repeated < 1:
+        raise StaticDataError(
+            f"{path}: its {tier!r} tier has {len(groups)} image(s), {repeated} shown more than once; scoring "
+            f"needs at least 2 {tier!r} images and repeats (trials sharing meta/trials/frame_image_id)."
+        )
+
+
+def _version() -> str:
+    import keras_sysid
+
+    return keras_sysid.__version__
+
+
+def _note_version(row: dict, where: str, log) -> None:
+    if row.get("keras_sysid") != _version():
+        written_by = row.get("keras_sysid", "an unknown version")
+        log(f"  note: {where} was written by keras_sysid {written_by}; this is {_version()} (not part of the key)")
 
 
 def retinotopy(rf_positions: np.ndarray, cortical_positions: np.ndarray) -> dict:
@@ -95,45 +248,78 @@ def run_mouse_v1(
     settings: FitSettings | None = None,
     verbose: int = 2,
     log=print,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Fits and scores each rival on a ``static*-preproc0`` data set.
 
     Writes ``out/<model>/model.keras``, ``out/<model>/scores.npz`` (per-neuron
     scores and RF positions) and ``out/<model>/results.json``; then
     ``out/mouse_v1.{json,csv}`` and figures ``out/corr_factorized_vs_rivals.png``,
-    ``out/retinotopy_<model>.png`` (with matplotlib). A model whose
-    ``results.json`` exists is read back, not refitted.
+    ``out/retinotopy_<model>.png`` (with matplotlib).
+
+    A model whose ``results.json`` holds this run's key
+    (:func:`~keras_sysid.experiments.rivals.fit_key`: data fingerprint, spec,
+    settings, seed) is read back, not refitted; an interrupted fit resumes from
+    ``out/<model>/backup``. Before anything is fitted, the data set is checked
+    for train, validation and repeated test trials, and every requested
+    model's folder for a fit of another key.
+
+    Args:
+        data_path: The data set's zip file or folder.
+        out: Output folder.
+        models: Keys of :data:`~keras_sysid.experiments.presets.RIVALS`.
+        settings: Fit settings (default :class:`FitSettings`).
+        verbose: Keras verbosity.
+        log: Where progress lines go.
+        overwrite: Delete and refit a stored fit of another key instead of
+            raising :class:`StoredRunMismatch`.
 
     Returns:
         One row per model: the :meth:`~keras_sysid.evaluation.RepeatScores.summary`
-        plus ``model``, ``epochs``, ``seconds`` and ``retinotopy``.
+        plus ``model``, ``epochs``, ``seconds``, ``retinotopy``, ``key``,
+        ``data_name``, ``data_path`` (where the data was read when it was
+        fitted) and ``keras_sysid`` (the version that fitted it).
+
+    Raises:
+        StaticDataError: the data set is unreadable or has no train, validation
+            or repeated test trials.
+        StoredRunMismatch: a requested model's folder holds a fit of another
+            key (and ``overwrite`` is false); nothing is fitted.
     """
     unknown = sorted(set(models) - set(RIVALS))
     if unknown:
         raise ValueError(f"Unknown models {unknown}; choose from {sorted(RIVALS)}.")
     settings = settings or FitSettings()
-    os.makedirs(out, exist_ok=True)
     start = time.perf_counter()
     data = load_static(data_path)
+    check_scorable(data, data_path)
     log(f"read {data.name}: {data.n_trials} trials, {data.n_neurons} neurons, images {data.image_shape} "
-        f"in {time.perf_counter() - start:.1f} s")
+        f"in {time.perf_counter() - start:.1f} s (sha256 {data.fingerprint()})")
+    planned = [
+        _Planned(name, os.path.join(out, name), os.path.join(out, name, "results.json"),
+                 rivals.fit_key(name, data, settings), backup_dir=os.path.join(out, name, "backup"))
+        for name in models
+    ]
+    _check_stored_fits(planned, overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
+    os.makedirs(out, exist_ok=True)
     cortical = data.neurons.get("cell_motor_coordinates")
     rows, per_neuron = [], {}
-    for index, name in enumerate(models):
-        folder = os.path.join(out, name)
-        results_path = os.path.join(folder, "results.json")
+    for index, plan in enumerate(planned):
+        name, folder, results_path = plan.label, plan.folder, plan.results_path
         if os.path.exists(results_path):
             with open(results_path) as file:
                 row = json.load(file)
             log(f"[{index + 1}/{len(models)}] {name}: already fitted, read {results_path}")
+            _note_version(row, results_path, log)
         else:
             log(f"[{index + 1}/{len(models)}] fitting {name} (max {settings.max_epochs} epochs)")
-            model, info = rivals.fit_rival(name, data, settings, verbose=verbose, backup_dir=os.path.join(folder, "backup"))
+            model, info = rivals.fit_rival(name, data, settings, verbose=verbose, backup_dir=plan.backup_dir)
             scores = evaluation.evaluate_model(model, data, "test")
             rf = model.rf_positions()
             row = {"model": name, **scores.summary(), **info, "settings": dataclasses.asdict(settings)}
             if cortical is not None:
                 row["retinotopy"] = retinotopy(rf, cortical)
+            row.update(key=plan.key, data_name=data.name, data_path=os.path.abspath(data_path), keras_sysid=_version())
             os.makedirs(folder, exist_ok=True)
             model.save(os.path.join(folder, "model.keras"))
             np.savez(
@@ -141,8 +327,8 @@ def run_mouse_v1(
                 corr_single=scores.corr_single, corr_avg=scores.corr_avg, feve=scores.feve,
                 oracle=scores.oracle, rf_positions=rf,
             )
-            with open(results_path, "w") as file:
-                json.dump(row, file, indent=2)
+            # results.json last: it marks the fit as finished.
+            _write_json(row, results_path)
         with np.load(os.path.join(folder, "scores.npz")) as saved:
             per_neuron[name] = {key: saved[key] for key in saved.files}
         log(f"  {name}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle"))
@@ -151,6 +337,14 @@ def run_mouse_v1(
     _write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1")
     _mouse_figures(per_neuron, cortical, out, log)
     return rows
+
+
+def _write_json(value, path: str) -> None:
+    """Writes ``path`` atomically: a crash leaves the old file or the new one, never half of one."""
+    temporary = path + ".tmp"
+    with open(temporary, "w") as file:
+        json.dump(value, file, indent=2)
+    os.replace(temporary, path)
 
 
 def _mouse_figures(per_neuron: dict, cortical, out: str, log) -> None:
@@ -170,6 +364,23 @@ def _mouse_figures(per_neuron: dict, cortical, out: str, log) -> None:
                 )
     except ImportError as error:
         log(f"figures skipped: {error}")
+
+
+def _synthetic_types_core(n_types: int) -> dict:
+    return paper_core(max(32, 2 * n_types))
+
+
+def synthetic_types_key(n_types: int, readout: str, settings: SyntheticTypesSettings) -> dict:
+    """Everything that determines one Fig. 5e fit: the population (ground truth,
+    types, neurons, image size, training images, seed), the core and readout
+    presets and the fit settings. ``settings.n_types`` (which type counts a run
+    covers) is left out: it does not change any one fit.
+    """
+    fit_settings = {k: v for k, v in dataclasses.asdict(settings).items() if k != "n_types"}
+    return {
+        "experiment": "synthetic_types", "ground_truth": "cnn", "n_types": int(n_types), "readout": readout,
+        "readout_preset": SYNTHETIC_READOUTS[readout], "core": _synthetic_types_core(n_types), "settings": fit_settings,
+    }
 
 
 def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSettings, verbose: int = 2):
@@ -192,7 +403,7 @@ def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSett
     model = build_model(
         n_neurons=population.n_neurons,
         image_shape=population.image_shape,
-        core=paper_core(max(32, 2 * n_types)),
+        core=_synthetic_types_core(n_types),
         readout=preset["readout"],
         mean_responses=population.train.responses.mean(axis=0),
         name=readout,
@@ -219,43 +430,57 @@ def run_synthetic_types(
     settings: SyntheticTypesSettings | None = None,
     verbose: int = 2,
     log=print,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Fig. 5e: FEV of each readout on the nonlinear ground truth with 4 / 8 / 16 types.
 
-    Writes ``out/synthetic_types/<types>_<readout>.json`` per fit (finished
-    fits are read back), ``out/synthetic_types.{json,csv}`` and
-    ``out/synthetic_types.png``.
+    Writes ``out/synthetic_types/<types>_<readout>.json`` per fit,
+    ``out/synthetic_types.{json,csv}`` and ``out/synthetic_types.png``. A fit
+    whose file holds this run's :func:`synthetic_types_key` is read back; a file
+    of another key stops the run before any fit (:class:`StoredRunMismatch`),
+    or with ``overwrite=True`` is deleted and refitted.
 
     Returns:
         One row per (types, readout): ``n_types``, ``n_neurons``, ``readout``,
-        ``fev``, ``epochs``, ``seconds``.
+        ``fev``, ``epochs``, ``seconds``, ``key`` and ``keras_sysid``.
     """
+    unknown = sorted(set(readouts) - set(SYNTHETIC_READOUTS))
+    if unknown:
+        raise ValueError(f"Unknown readouts {unknown}; choose from {sorted(SYNTHETIC_READOUTS)}.")
     settings = settings or SyntheticTypesSettings()
     folder = os.path.join(out, "synthetic_types")
-    os.makedirs(folder, exist_ok=True)
-    rows = []
+    planned = []
     for n_types in settings.n_types:
-        population = None
         for readout in readouts:
             path = os.path.join(folder, f"{n_types}_{readout}.json")
-            if os.path.exists(path):
-                with open(path) as file:
-                    row = json.load(file)
-                log(f"{n_types} types, {readout}: already fitted, read {path}")
-            else:
-                if population is None:
-                    population = make_population(
-                        "cnn", n_neurons=n_types * settings.neurons_per_type, n_types=n_types,
-                        image_size=settings.image_size, n_train=settings.n_train, seed=settings.seed,
-                    )
-                log(f"{n_types} types x {settings.neurons_per_type} neurons: fitting {readout}")
-                _, info = fit_synthetic_readout(readout, population, settings, verbose)
-                row = {"n_types": n_types, "n_neurons": n_types * settings.neurons_per_type,
-                       "readout": readout, **info}
-                with open(path, "w") as file:
-                    json.dump(row, file, indent=2)
-            log(f"  {n_types} types, {readout}: FEV {row['fev']:.3f} ({row['epochs']} epochs, {row['seconds']:.0f} s)")
-            rows.append(row)
+            # No backup here: the results file is all there is to delete.
+            planned.append(_Planned(f"{n_types} types, {readout}", path, path,
+                                    synthetic_types_key(n_types, readout, settings)))
+    _check_stored_fits(planned, overwrite, "", log)
+    os.makedirs(folder, exist_ok=True)
+    rows, populations = [], {}
+    for plan in planned:
+        n_types, readout = plan.key["n_types"], plan.key["readout"]
+        path = plan.results_path
+        if os.path.exists(path):
+            with open(path) as file:
+                row = json.load(file)
+            log(f"{n_types} types, {readout}: already fitted, read {path}")
+            _note_version(row, path, log)
+        else:
+            if n_types not in populations:
+                populations.clear()  # one population in memory at a time
+                populations[n_types] = make_population(
+                    "cnn", n_neurons=n_types * settings.neurons_per_type, n_types=n_types,
+                    image_size=settings.image_size, n_train=settings.n_train, seed=settings.seed,
+                )
+            log(f"{n_types} types x {settings.neurons_per_type} neurons: fitting {readout}")
+            _, info = fit_synthetic_readout(readout, populations[n_types], settings, verbose)
+            row = {"n_types": n_types, "n_neurons": n_types * settings.neurons_per_type,
+                   "readout": readout, **info, "key": plan.key, "keras_sysid": _version()}
+            _write_json(row, path)
+        log(f"  {n_types} types, {readout}: FEV {row['fev']:.3f} ({row['epochs']} epochs, {row['seconds']:.0f} s)")
+        rows.append(row)
     _write_table(rows, ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds"), out, "synthetic_types")
     try:
         from keras_sysid.experiments import plots

@@ -83,6 +83,20 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
     return model
 
 
+def fit_key(name: str, data, settings: FitSettings) -> dict:
+    """Everything that determines :func:`fit_rival`'s result, as JSON-ready values.
+
+    ``{"rival", "spec" (its :data:`RIVALS` entry), "settings" (seed included),
+    "data" (the data's content fingerprint,
+    :meth:`~keras_sysid.data.StaticData.fingerprint`)}``: not the data's
+    name or path, so the same data read from its zip or its folder, under any
+    name, has the same key.
+    """
+    if name not in RIVALS:
+        raise ValueError(f"Unknown rival {name!r}; choose one of {sorted(RIVALS)}.")
+    return {"rival": name, "spec": RIVALS[name], "settings": dataclasses.asdict(settings), "data": data.fingerprint()}
+
+
 def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int = 1, callbacks=(), backup_dir=None):
     """Builds and fits rival ``name`` on ``data``'s train tier.
 
@@ -99,8 +113,9 @@ def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int
         verbose: Keras verbosity.
         callbacks: Extra Keras callbacks.
         backup_dir: Folder that keeps the fit resumable (see
-            :func:`~keras_sysid.training.fit_with_schedule`); the rival's spec
-            and settings are its fingerprint.
+            :func:`~keras_sysid.training.fit_with_schedule`); its fingerprint
+            is :func:`fit_key`, so a backup of other data, another spec,
+            other settings or another seed is refused, not resumed.
 
     Returns:
         ``(model, info)`` with ``info`` = ``{"epochs", "seconds", "best_val_correlation"}``
@@ -122,7 +137,7 @@ def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int
         callbacks=callbacks,
         monitor="val_correlation",
         backup_dir=backup_dir,
-        fingerprint={"rival": name, "spec": RIVALS[name], "settings": dataclasses.asdict(settings), "data": data.name},
+        fingerprint=fit_key(name, data, settings) if backup_dir is not None else None,
     )
     model.set_response_scale(scale)
     info = {
