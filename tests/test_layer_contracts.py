@@ -79,8 +79,9 @@ def test_readout_output_shape_bias_and_config(name):
     assert out.shape == (3, _N_NEURONS) == tuple(layer.compute_output_shape(maps.shape))
     assert np.all(np.isfinite(out))
     assert layer.grid_shape[0] >= 1 and layer.input_channels == 4
-    # The bias comes last and is what the model sets from mean responses.
-    assert layer.weights[-1] is layer.bias and tuple(layer.bias.shape) == (_N_NEURONS,)
+    # The bias is created last (weight files keep their order) and is what the
+    # model sets from mean responses.
+    assert layer.trainable_weights[-1] is layer.bias and tuple(layer.bias.shape) == (_N_NEURONS,)
     config = layer.get_config()
     assert config["n_neurons"] == _N_NEURONS
     assert type(layer).from_config(config).get_config() == config
