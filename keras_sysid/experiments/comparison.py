@@ -31,7 +31,7 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, metrics, positions
+from keras_sysid import evaluation, metrics
 from keras_sysid.data.static import StaticDataError, load_static
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments import rivals
@@ -42,7 +42,7 @@ from keras_sysid.experiments.presets import (
     SyntheticTypesSettings,
     paper_core,
 )
-from keras_sysid.models import build_model
+from keras_sysid.experiments.synthetic import model_for_population
 from keras_sysid.resume import fingerprint_differences
 from keras_sysid.training import fit_with_schedule
 
@@ -399,17 +399,7 @@ def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSett
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     n_types = int(population.types.max()) + 1
-    preset = SYNTHETIC_READOUTS[readout]
-    model = build_model(
-        n_neurons=population.n_neurons,
-        image_shape=population.image_shape,
-        core=_synthetic_types_core(n_types),
-        readout=preset["readout"],
-        mean_responses=population.train.responses.mean(axis=0),
-        name=readout,
-    )
-    if preset.get("placement") == "envelope":
-        model.place_neurons(positions.envelope_positions(population.train.images, population.train.responses))
+    model = model_for_population(population, _synthetic_types_core(n_types), readout, name=readout)
     history = fit_with_schedule(
         model,
         population.epoch_stream("train", settings.batch_size, seed=settings.seed),

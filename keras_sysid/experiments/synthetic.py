@@ -26,29 +26,42 @@ from keras_sysid.readouts import registry as readout_registry
 from keras_sysid.training import fit_with_schedule
 
 
-def model_for(config: SyntheticRunConfig, population) -> keras.Model:
-    """The model a run fits, presets chosen by ``config.core`` / ``config.readout``.
+def model_for_population(population, core: dict, readout: str, name: str = "sysid_model") -> keras.Model:
+    """A model for a synthetic population, its readout set up by name.
 
-    ``config.readout`` may be any registered readout; one listed in
+    ``readout`` may be any registered readout; one listed in
     :data:`~keras_sysid.experiments.presets.SYNTHETIC_READOUTS` gets those
-    settings, and is placed at the spike-triggered envelope if they say so.
+    settings, and its neurons are placed at their spike-triggered envelope if
+    they say so. The readout bias starts at the mean training responses.
+
+    Args:
+        population: A :class:`~keras_sysid.data.SyntheticPopulation`.
+        core: A core spec (``{"type": ..., **kwargs}``).
+        readout: A registered readout type name.
+        name: Model name.
     """
-    core_name = DEFAULT_SYNTHETIC_CORE[config.ground_truth] if config.core == "auto" else config.core
-    if core_name not in SYNTHETIC_CORES:
-        raise ValueError(f"Unknown core {core_name!r}; choose 'auto' or one of {sorted(SYNTHETIC_CORES)}.")
-    if config.readout not in readout_registry():
-        raise ValueError(f"Unknown readout {config.readout!r}; choose one of {sorted(readout_registry())}.")
-    preset = synthetic_readout(config.readout)
+    if readout not in readout_registry():
+        raise ValueError(f"Unknown readout {readout!r}; choose one of {sorted(readout_registry())}.")
+    preset = synthetic_readout(readout)
     model = build_model(
         n_neurons=population.n_neurons,
         image_shape=population.image_shape,
-        core=SYNTHETIC_CORES[core_name](config.n_types),
+        core=core,
         readout=preset["readout"],
         mean_responses=population.train.responses.mean(axis=0),
+        name=name,
     )
     if preset.get("placement") == "envelope":
         model.place_neurons(positions.envelope_positions(population.train.images, population.train.responses))
     return model
+
+
+def model_for(config: SyntheticRunConfig, population) -> keras.Model:
+    """The model a run fits: core preset ``config.core``, readout ``config.readout``."""
+    core_name = DEFAULT_SYNTHETIC_CORE[config.ground_truth] if config.core == "auto" else config.core
+    if core_name not in SYNTHETIC_CORES:
+        raise ValueError(f"Unknown core {core_name!r}; choose 'auto' or one of {sorted(SYNTHETIC_CORES)}.")
+    return model_for_population(population, SYNTHETIC_CORES[core_name](config.n_types), config.readout)
 
 
 def run_synthetic(
