@@ -112,8 +112,12 @@ def test_transfer_tool_runs_on_a_tiny_synthetic_entry(tmp_path):
     model = ks.build_model(8, (20, 20), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [9, 3]})
     folder = str(tmp_path / "tiny_cnn")
     zoo.save(model, folder, {"name": "tiny_cnn", "config": dataclasses.asdict(config)}, "# tiny\n")
-    result = _run("transfer.py", "--pretrained", folder, "--sizes", "16,32", "--n_neurons", "4", "--max_epochs", "1")
+    result = _run("transfer.py", "--pretrained", folder, "--sizes", "16,32", "--n_neurons", "4", "--max_epochs", "1",
+                  "--seeds", "1,2", "--results", str(tmp_path / "fits.json"))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     assert [row["n_train"] for row in rows] == [16, 32]
-    assert {"fev_transferred", "fev_fresh"} <= set(rows[0])
+    assert {"fev_transferred", "fev_fresh", "fev_fresh_std", "fev_fresh_per_seed"} <= set(rows[0])
+    assert len(rows[0]["fev_fresh_per_seed"]) == 2 and "±" in result.stdout
+    with open(tmp_path / "fits.json") as file:
+        assert len(json.load(file)["fits"]) == 4

@@ -46,23 +46,41 @@ def test_fine_tuning_trains_the_core_and_another_readout_kind_works():
     keras.saving.serialize_keras_object(model)  # still a plain, saveable model
 
 
-def test_learning_curve_rows_and_a_fresh_copy_has_new_weights():
+def test_learning_curve_rows_and_a_fresh_copy_has_new_weights(tmp_path):
     from keras_sysid.data import make_population
-    from keras_sysid.experiments.transfer_curve import transfer_learning_curve
+    from keras_sysid.experiments.transfer_curve import format_curve, transfer_learning_curve
     from keras_sysid.transfer import fresh_copy
 
     source = make_population("cnn", n_neurons=8, n_types=2, image_size=20, n_train=32, n_validation=8, n_test=8)
     pretrained = ks.build_model(8, (20, 20), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [9, 3]})
     fresh = fresh_copy(pretrained)
     assert not np.array_equal(fresh.core.get_weights()[0], pretrained.core.get_weights()[0])
-    rows = transfer_learning_curve(pretrained, source, n_neurons=4, train_sizes=(16, 32), max_epochs=1, log=lambda _: None)
-    assert [row["n_train"] for row in rows] == [16, 32]
-    assert all(np.isfinite(row["fev_transferred"]) and np.isfinite(row["fev_fresh"]) for row in rows)
-    # A point does not depend on the points fitted before it.
-    alone = transfer_learning_curve(pretrained, source, n_neurons=4, train_sizes=(32,), max_epochs=1, log=lambda _: None)
-    assert alone[0]["fev_transferred"] == pytest.approx(rows[1]["fev_transferred"], abs=1e-6)
-    assert alone[0]["fev_fresh"] == pytest.approx(rows[1]["fev_fresh"], abs=1e-6)
-
+    results = str(tmp_path / "fits.json")
+    settings = dict(n_neurons=4, max_epochs=1, log=lambda _: None)
+    rows = transfer_learning_curve(pretrained, source, train_sizes=(16, 32), seeds=(1, 2), results_path=results, **settings)
+    assert [row["n_train"] for row in rows] == [16, 32] and rows[0]["seeds"] == [1, 2]
+    for row in rows:
+        for label in ("transferred", "fresh"):
+            values = row[f"fev_{label}_per_seed"]
+            assert len(values) == 2 and len(row[f"epochs_{label}_per_seed"]) == 2 and np.all(np.isfinite(values))
+            assert row[f"fev_{label}"] == pytest.approx(np.mean(values))
+            assert row[f"fev_{label}_std"] == pytest.approx(np.std(values, ddof=1))
+            assert (row[f"fev_{label}_min"], row[f"fev_{label}_max"]) == (min(values), max(values))
+    assert "±" in format_curve(rows) and len(format_curve(rows).splitlines()) == 3
+    # A fit does not depend on the fits before it: seed 2 at 32 images, alone.
+    alone = transfer_learning_curve(pretrained, source, train_sizes=(32,), seeds=2, **settings)
+    assert alone[0]["fev_transferred"] == pytest.approx(rows[1]["fev_transferred_per_seed"][1], abs=1e-6)
+    assert alone[0]["fev_fresh"] == pytest.approx(rows[1]["fev_fresh_per_seed"][1], abs=1e-6)
+    assert alone[0]["fev_fresh_std"] == 0.0
+    # A rerun with the results file reuses its fits instead of fitting again.
+    lines = []
+    again = transfer_learning_curve(
+        pretrained, source, train_sizes=(16, 32), seeds=(1, 2), results_path=results, **{**settings, "log": lines.append}
+    )
+    assert again == rows and all("fits.json" in line for line in lines if "seed " in line)
+    with pytest.raises(ValueError, match="other settings"):
+        transfer_learning_curve(pretrained, source, train_sizes=(16,), seeds=1, results_path=results, n_neurons=4,
+                                max_epochs=2, log=lambda _: None)
 
 
 def test_locate_new_neurons_asks_the_core_where_each_neuron_reads():

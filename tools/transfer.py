@@ -3,7 +3,10 @@ r"""Transfer learning curve: a pretrained core vs. a fresh model on new neurons.
 New neurons of the same cell types as the pretrained model's synthetic
 population are simulated with growing numbers of training images; each size
 fits the pretrained core with a new readout and a fresh model of the same
-architecture, and prints their test FEV. The last line is the table as JSON.
+architecture, once per seed, and prints their test FEV: a line per fit, a
+table of mean ± std (min..max) over the seeds, and, last, the rows as JSON
+(per-seed values included). With --results, every finished fit is also
+written to a JSON file, from which an interrupted run resumes.
 
 Examples:
 
@@ -20,7 +23,7 @@ Examples:
   python tools/transfer.py --pretrained synthetic_cnn_factorized --readout fixed_mask --locations known
 
   python tools/transfer.py --pretrained zoo/synthetic_cnn_factorized \
-      --sizes 256,1024 --n_neurons 50 --fine_tune
+      --sizes 256,1024 --n_neurons 50 --fine_tune --seeds 1,2,3,4,5 --results runs/fine_tune.json
 """
 
 import json
@@ -44,17 +47,28 @@ _LOCATIONS = flags.DEFINE_enum(
     "Where new neurons' masks are placed or started: core (transferred model: found with its core; fresh model: "
     "spike-triggered envelope), envelope (both), known (both at the true location).",
 )
-_SEED = flags.DEFINE_integer("seed", 1, "Seed of the new neurons and of training.")
+_SEEDS = flags.DEFINE_list(
+    "seeds", ["1", "2", "3"], "Seeds; each point is fitted once per seed (new neurons, images, weights, batch order)."
+)
+_MONITOR = flags.DEFINE_enum(
+    "monitor", "val_loss", ["val_loss", "val_correlation"],
+    "What early stopping watches (val_correlation ignores the response scale, which FEV scores).",
+)
+_RESULTS = flags.DEFINE_string(
+    "results", None, "JSON file each finished fit is written to; a rerun with the same settings reuses its fits."
+)
 
 
 def main(argv):
     del argv
     rows = transfer_curve.learning_curve_for_entry(
         _PRETRAINED.value, n_neurons=_N_NEURONS.value, train_sizes=[int(s) for s in _SIZES.value],
-        freeze_core=not _FINE_TUNE.value, max_epochs=_MAX_EPOCHS.value, seed=_SEED.value,
+        freeze_core=not _FINE_TUNE.value, max_epochs=_MAX_EPOCHS.value, seeds=[int(s) for s in _SEEDS.value],
         readout=None if _READOUT.value == "same" else {"type": _READOUT.value},
-        locations=_LOCATIONS.value,
+        locations=_LOCATIONS.value, monitor=_MONITOR.value, results_path=_RESULTS.value,
     )
+    print()
+    print(transfer_curve.format_curve(rows))
     print(json.dumps(rows))
 
 
