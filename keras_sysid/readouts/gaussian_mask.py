@@ -1,0 +1,188 @@
+"""The Gaussian-mask readout of Höfling et al. (2024): a learned Gaussian window per neuron."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sysid.readouts._contraction import masked_readout
+from keras_sysid.readouts._located import LocatedFeatureReadout
+
+
+@keras.saving.register_keras_serializable(package="keras_sysid")
+class GaussianMaskReadout(LocatedFeatureReadout):
+    """Gaussian-mask readout: a learned isotropic Gaussian window per neuron, learned features.
+
+    Höfling et al. (2024, eLife) constrain the factorized readout's spatial
+    mask to a Gaussian: neuron ``n`` pools the core's feature maps through a
+    mask of learned centre ``mu_n`` and learned width ``width_n`` (the same
+    along rows and columns), normalised to sum 1 over the grid, so the width
+    decides only *how far* a neuron pools, never how strongly it is driven.
+    Unlike :class:`GaussianReadout` (one sampled point, bilinear read), the
+    mask covers the whole grid and is deterministic, so both the centre and
+    the width get a gradient from every cell the window reaches.
+
+    Parametrisation: the centre is kept in normalised coordinates, ``[-1, 1]``
+    along each axis (``-1`` the first row / column, ``1`` the last), which
+    lets the optimiser move it across the grid at a rate independent of the
+    grid's size; the width, in grid cells, is ``min_width + exp(w)`` of a
+    trainable ``w``: always above ``min_width`` and updated on a log scale,
+    so it can shrink from a broad search window to a single cell in a few
+    epochs. The mask is separable, ``mask[h, w, n] = g_row[h, n] g_col[w, n]``
+    with each factor a softmax over its axis of ``-d^2 / (2 width^2)``: exactly
+    a normalised Gaussian, with no underflow however far the centre strays.
+    Centre and width are float32 weights that are not autocast, so a
+    mixed-precision fit does not quantise the centre to bfloat16's steps.
+
+    ``drive = sum_{h,w,c} mask[h,w,n] features[c,n] x[b,h,w,c] + bias``; an L1
+    penalty ``l1 * sum |features|`` is added as a layer loss.
+
+    Args:
+        n_neurons: Number of neurons ``N``.
+        l1: Strength of the L1 penalty on the features.
+        init_mu_range: Initial centres are uniform in ``[-r, r]`` (normalised
+            coordinates) along each axis: the central ``r`` of the grid.
+        init_width: Initial width (standard deviation) of every mask, in grid cells.
+        min_width: Lower bound of the width, in grid cells (``> 0``).
+        features_initializer: Initializer of the ``(C, N)`` features.
+        bias_initializer: Initializer of the ``(N,)`` bias.
+        seed: Seed of the initial centres.
+
+    Input shape:
+        ``(batch, height, width, channels)`` feature maps.
+
+    Output shape:
+        ``(batch, n_neurons)`` drives.
+
+    Example:
+        >>> readout = GaussianMaskReadout(n_neurons=100, seed=0)
+        >>> readout(np.ones((8, 24, 52, 48), "float32")).shape
+        (8, 100)
+    """
+
+    type_name = "gaussian_mask"
+
+    def __init__(
+        self,
+        n_neurons: int,
+        l1: float = 0.001,
+        init_mu_range: float = 0.5,
+        init_width: float = 2.0,
+        min_width: float = 0.25,
+        features_initializer="truncated_normal_small",
+        bias_initializer="zeros",
+        seed: int | None = None,
+        positive_features: bool = False,
+        **kwargs,
+    ):
+        super().__init__(n_neurons, l1, features_initializer, bias_initializer, **kwargs)
+        if not 0 <= init_mu_range <= 1:
+            raise ValueError(f"GaussianMaskReadout: init_mu_range must be in [0, 1]; got {init_mu_range}.")
+        if not min_width > 0:
+            raise ValueError(f"GaussianMaskReadout: min_width must be > 0; got {min_width}.")
+        if not init_width > min_width:
+            raise ValueError(
+                f"GaussianMaskReadout: init_width must be > min_width ({min_width}) > 0; got {init_width}."
+            )
+        self.init_mu_range = float(init_mu_range)
+        self.init_width = float(init_width)
+        self.min_width = float(min_width)
+        self.seed = seed
+        self.positive_features = bool(positive_features)
+
+    def build_location(self, height, width):
+        # Not autocast: under a bfloat16 policy a centre near row 40 would move in steps of 0.25 cells.
+        self.mu = self.add_weight(
+            shape=(self.n_neurons, 2),
+            initializer=keras.initializers.RandomUniform(-self.init_mu_range, self.init_mu_range, seed=self.seed),
+            autocast=False,
+            name="mu",
+        )
+        self.log_width = self.add_weight(
+            shape=(self.n_neurons,),
+            initializer=keras.initializers.Constant(math.log(self.init_width - self.min_width)),
+            autocast=False,
+            name="log_width",
+        )
+
+    # -- the mask ---------------------------------------------------------------
+
+    def centres(self):
+        """Mask centres ``(N, 2)`` (row, column) in grid cells (a tensor, differentiable)."""
+        height, width = self.grid_shape
+        scale = ops.convert_to_tensor([(height - 1) / 2.0, (width - 1) / 2.0], dtype=self.mu.dtype)
+        return (getattr(self, "_gain", 1.0) * self.mu + 1.0) * scale  # TEMP gain
+
+    def widths(self):
+        """Mask widths ``(N,)`` in grid cells, each above ``min_width`` (a tensor, differentiable)."""
+        return self.min_width + ops.exp(getattr(self, "_wgain", 1.0) * self.log_width)  # TEMP
+
+    def read_mask(self, dtype="float32", training=False):
+        """The Gaussian masks, ``(H * W, N)``, each summing to 1 over the grid.
+
+        Computed in the weights' float32 and cast to ``dtype`` at the end.
+        """
+        del training  # the mask does not depend on it
+        height, width = self.grid_shape
+        centres = self.centres()
+        scale = -0.5 / ops.square(self.widths())  # (N,)
+
+        def along(size, centre):  # (size, N), each column a normalised 1-D Gaussian
+            distance = ops.cast(ops.arange(size), centres.dtype)[:, None] - centre[None, :]
+            g = ops.softmax(ops.square(distance) * scale[None, :], axis=0)
+            if getattr(self, "_norm", "sum") == "l2":  # TEMP experiment
+                g = g / ops.sqrt(ops.sum(ops.square(g), axis=0, keepdims=True))
+            return g
+
+        rows, columns = along(height, centres[:, 0]), along(width, centres[:, 1])
+        mask = ops.reshape(rows[:, None, :] * columns[None, :, :], (height * width, self.n_neurons))
+        return ops.cast(mask, dtype)
+
+    def drive(self, feature_maps, training=False):
+        features = ops.abs(self.features) if self.positive_features else self.features
+        return masked_readout(feature_maps, self.read_mask(feature_maps.dtype, training=training), features)
+
+    # -- the contract -------------------------------------------------------------
+
+    def place_at(self, positions, width: float | None = None) -> None:
+        """Moves each neuron's centre to a grid position; optionally resets every width.
+
+        Args:
+            positions: ``(N, 2)`` (row, column) in grid cells, inside the grid.
+            width: New width of every mask in grid cells (``> min_width``), or
+                ``None`` to keep the widths.
+        """
+        positions = self._check_positions(positions, inside_grid=True)
+        if width is not None and not width > self.min_width:
+            raise ValueError(f"GaussianMaskReadout: width must be > min_width ({self.min_width}); got {width}.")
+        height, width_cells = self.grid_shape
+        scale = np.maximum(np.array([height, width_cells]) - 1.0, 1.0)
+        self.mu.assign((2.0 * positions / scale - 1.0).astype(self.mu.dtype))
+        if width is not None:
+            self.log_width.assign(np.full((self.n_neurons,), math.log(width - self.min_width), self.log_width.dtype))
+
+    def rf_positions(self) -> np.ndarray:
+        """``(N, 2)`` (row, column) of each mask's centre in grid cells, clipped to the grid."""
+        height, width = self.grid_shape
+        mu = np.clip(keras.ops.convert_to_numpy(self.mu).astype("float64"), -1.0, 1.0)
+        return (mu + 1.0) * 0.5 * (np.array([height, width]) - 1.0)
+
+    def mask_widths(self) -> np.ndarray:
+        """``(N,)`` width (standard deviation) of each mask, in grid cells."""
+        return keras.ops.convert_to_numpy(self.widths()).astype("float64")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "init_mu_range": self.init_mu_range,
+                "init_width": self.init_width,
+                "min_width": self.min_width,
+                "seed": self.seed,
+                "positive_features": self.positive_features,
+            }
+        )
+        return config
