@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_sysid import readouts
-from keras_sysid.readouts.gaussian_mask import GaussianMaskReadout
+from keras_sysid.readouts.gaussian_mask import ChannelAverage, GaussianMaskReadout
 
 
 def _numpy_masks(centres, widths, grid_shape):
@@ -65,6 +65,19 @@ def test_initial_centres_are_seeded_and_central_and_widths_start_at_init_width()
     assert positions[:, 0].min() >= 5.0 and positions[:, 0].max() <= 15.0
     assert positions[:, 1].min() >= 10.0 and positions[:, 1].max() <= 30.0
     np.testing.assert_allclose(built(7).mask_widths(), 3.0, rtol=1e-5)
+
+
+def test_by_default_every_mask_starts_broad_at_the_centre_reading_the_channels_average():
+    layer = GaussianMaskReadout(50)
+    layer.build((None, 21, 41, 4))
+    np.testing.assert_allclose(layer.rf_positions(), np.tile([10.0, 20.0], (50, 1)), atol=1e-5)
+    np.testing.assert_allclose(layer.mask_widths(), layer.init_width, rtol=1e-5)
+    features = keras.ops.convert_to_numpy(layer.features)
+    assert np.all(features > 0) and abs(features.mean() - 0.25) < 0.005 and features.std() < 0.02
+    # The initializer takes the channel count from the weight's shape, and round-trips.
+    initializer = ChannelAverage(stddev=0.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(initializer((8, 3))), 0.125)
+    assert isinstance(keras.initializers.deserialize(keras.initializers.serialize(initializer)), ChannelAverage)
 
 
 def test_drive_and_penalty_match_numpy():
@@ -154,9 +167,9 @@ def test_config_round_trip_and_registry():
     assert isinstance(layer, GaussianMaskReadout) and readouts.registry()["gaussian_mask"] is GaussianMaskReadout
     config = layer.get_config()
     for key, value in {"n_neurons": 6, "l1": 0.02, "init_mu_range": 0.3, "init_width": 4.0, "min_width": 0.5,
-                       "seed": 5, "positive_features": False}.items():
+                       "seed": 5}.items():
         assert config[key] == value
-    assert "features_initializer" in config and "bias_initializer" in config
+    assert config["features_initializer"]["class_name"] == "ChannelAverage" and "bias_initializer" in config
     again = GaussianMaskReadout.from_config(config)
     assert again.get_config() == config
     x = np.random.default_rng(0).standard_normal((2, 8, 9, 3)).astype("float32")
@@ -166,21 +179,6 @@ def test_config_round_trip_and_registry():
     restored(x)
     restored.set_weights(layer.get_weights())
     np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(layer(x)), rtol=1e-6)
-
-
-def test_positive_features_read_through_their_absolute_values():
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((3, 5, 5, 2)).astype("float32")
-    signed = GaussianMaskReadout(1, l1=0.0, seed=2)
-    positive = GaussianMaskReadout(1, l1=0.0, seed=2, positive_features=True)
-    for layer in (signed, positive):
-        layer.build(x.shape)
-        layer.place_at([[2.0, 2.0]], width=1.0)
-        layer.features.assign(np.array([[-1.0], [0.5]], "float32"))
-    masks = _numpy_masks([[2.0, 2.0]], [1.0], (5, 5))
-    for layer, features in ((signed, [[-1.0], [0.5]]), (positive, [[1.0], [0.5]])):
-        expected = np.einsum("bhwc,hwn,cn->bn", x, masks, np.array(features))
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(

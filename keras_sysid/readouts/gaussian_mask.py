@@ -8,8 +8,31 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sysid.readouts._contraction import masked_readout
 from keras_sysid.readouts._located import LocatedFeatureReadout
+
+
+@keras.saving.register_keras_serializable(package="keras_sysid")
+class ChannelAverage(keras.initializers.RandomNormal):
+    """``N(1 / C, stddev)`` for a ``(C, N)`` weight: each neuron starts reading the channels' average.
+
+    Positive and the same for every channel, so no neuron starts committed to
+    a feature or a sign, and the initial drive does not grow with ``C``.
+
+    Args:
+        stddev: Spread around ``1 / C`` (breaks the symmetry between channels).
+        seed: Seed of the spread (as for ``keras.initializers.RandomNormal``).
+    """
+
+    def __init__(self, stddev: float = 0.01, seed=None):
+        super().__init__(mean=0.0, stddev=stddev, seed=seed)
+
+    def __call__(self, shape, dtype=None):
+        return keras.random.normal(shape, mean=1.0 / shape[0], stddev=self.stddev, dtype=dtype, seed=self.seed)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["mean"]
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_sysid")
@@ -22,32 +45,41 @@ class GaussianMaskReadout(LocatedFeatureReadout):
     along rows and columns), normalised to sum 1 over the grid, so the width
     decides only *how far* a neuron pools, never how strongly it is driven.
     Unlike :class:`GaussianReadout` (one sampled point, bilinear read), the
-    mask covers the whole grid and is deterministic, so both the centre and
-    the width get a gradient from every cell the window reaches.
+    mask covers the whole grid and is deterministic, so the centre and the
+    width get a gradient from every cell the window reaches.
 
     Parametrisation: the centre is kept in normalised coordinates, ``[-1, 1]``
-    along each axis (``-1`` the first row / column, ``1`` the last), which
-    lets the optimiser move it across the grid at a rate independent of the
-    grid's size; the width, in grid cells, is ``min_width + exp(w)`` of a
-    trainable ``w``: always above ``min_width`` and updated on a log scale,
-    so it can shrink from a broad search window to a single cell in a few
-    epochs. The mask is separable, ``mask[h, w, n] = g_row[h, n] g_col[w, n]``
-    with each factor a softmax over its axis of ``-d^2 / (2 width^2)``: exactly
-    a normalised Gaussian, with no underflow however far the centre strays.
-    Centre and width are float32 weights that are not autocast, so a
-    mixed-precision fit does not quantise the centre to bfloat16's steps.
+    along each axis (``-1`` the first row / column, ``1`` the last), so the
+    optimiser moves it across the grid at a rate independent of the grid's
+    size; the width, in grid cells, is ``min_width + exp(log_width)``: always
+    above ``min_width`` and updated on a log scale, so it can shrink from a
+    broad search window to about a cell within a few epochs. The mask is
+    separable, ``mask[h, w, n] = g_row[h, n] g_col[w, n]``, each factor a
+    softmax over its axis of ``-d^2 / (2 width^2)``: exactly a normalised
+    Gaussian, with no underflow however far a centre strays. Centre and
+    width are float32 weights that are not autocast, so a mixed-precision
+    fit does not quantise the centre to bfloat16's steps.
 
     ``drive = sum_{h,w,c} mask[h,w,n] features[c,n] x[b,h,w,c] + bias``; an L1
     penalty ``l1 * sum |features|`` is added as a layer loss.
+
+    A neuron's mask finds its cell by gradient descent, so it must start
+    within reach: by default every mask starts at the grid's centre, 10 cells
+    wide, reading the channels' average (chosen on the validation loss of the
+    paper's Fig. 4 simulation, ``tools/train.py --readout gaussian_mask``;
+    narrow masks scattered over the grid found only the cells they happened
+    to start near).
 
     Args:
         n_neurons: Number of neurons ``N``.
         l1: Strength of the L1 penalty on the features.
         init_mu_range: Initial centres are uniform in ``[-r, r]`` (normalised
-            coordinates) along each axis: the central ``r`` of the grid.
+            coordinates) along each axis: the central ``r`` of the grid
+            (0: every mask starts at the centre).
         init_width: Initial width (standard deviation) of every mask, in grid cells.
         min_width: Lower bound of the width, in grid cells (``> 0``).
-        features_initializer: Initializer of the ``(C, N)`` features.
+        features_initializer: Initializer of the ``(C, N)`` features (default
+            :class:`ChannelAverage`, ``N(1 / C, 0.01)``).
         bias_initializer: Initializer of the ``(N,)`` bias.
         seed: Seed of the initial centres.
 
@@ -58,9 +90,11 @@ class GaussianMaskReadout(LocatedFeatureReadout):
         ``(batch, n_neurons)`` drives.
 
     Example:
-        >>> readout = GaussianMaskReadout(n_neurons=100, seed=0)
+        >>> readout = GaussianMaskReadout(n_neurons=100, init_mu_range=0.5, init_width=2.0, seed=0)
         >>> readout(np.ones((8, 24, 52, 48), "float32")).shape
         (8, 100)
+        >>> readout.rf_positions().shape
+        (100, 2)
     """
 
     type_name = "gaussian_mask"
@@ -68,16 +102,17 @@ class GaussianMaskReadout(LocatedFeatureReadout):
     def __init__(
         self,
         n_neurons: int,
-        l1: float = 0.001,
-        init_mu_range: float = 0.5,
-        init_width: float = 2.0,
+        l1: float = 0.0,
+        init_mu_range: float = 0.0,
+        init_width: float = 10.0,
         min_width: float = 0.25,
-        features_initializer="truncated_normal_small",
+        features_initializer=None,
         bias_initializer="zeros",
         seed: int | None = None,
-        positive_features: bool = False,
         **kwargs,
     ):
+        if features_initializer is None:
+            features_initializer = ChannelAverage()
         super().__init__(n_neurons, l1, features_initializer, bias_initializer, **kwargs)
         if not 0 <= init_mu_range <= 1:
             raise ValueError(f"GaussianMaskReadout: init_mu_range must be in [0, 1]; got {init_mu_range}.")
@@ -91,10 +126,9 @@ class GaussianMaskReadout(LocatedFeatureReadout):
         self.init_width = float(init_width)
         self.min_width = float(min_width)
         self.seed = seed
-        self.positive_features = bool(positive_features)
 
     def build_location(self, height, width):
-        # Not autocast: under a bfloat16 policy a centre near row 40 would move in steps of 0.25 cells.
+        # Not autocast: under a bfloat16 policy a centre near row 40 would move in steps of ~0.1 cells.
         self.mu = self.add_weight(
             shape=(self.n_neurons, 2),
             initializer=keras.initializers.RandomUniform(-self.init_mu_range, self.init_mu_range, seed=self.seed),
@@ -108,17 +142,15 @@ class GaussianMaskReadout(LocatedFeatureReadout):
             name="log_width",
         )
 
-    # -- the mask ---------------------------------------------------------------
-
     def centres(self):
-        """Mask centres ``(N, 2)`` (row, column) in grid cells (a tensor, differentiable)."""
+        """Mask centres ``(N, 2)`` (row, column) in grid cells, unclipped (a differentiable tensor)."""
         height, width = self.grid_shape
         scale = ops.convert_to_tensor([(height - 1) / 2.0, (width - 1) / 2.0], dtype=self.mu.dtype)
-        return (getattr(self, "_gain", 1.0) * self.mu + 1.0) * scale  # TEMP gain
+        return (self.mu + 1.0) * scale
 
     def widths(self):
-        """Mask widths ``(N,)`` in grid cells, each above ``min_width`` (a tensor, differentiable)."""
-        return self.min_width + ops.exp(getattr(self, "_wgain", 1.0) * self.log_width)  # TEMP
+        """Mask widths ``(N,)`` in grid cells, each above ``min_width`` (a differentiable tensor)."""
+        return self.min_width + ops.exp(self.log_width)
 
     def read_mask(self, dtype="float32", training=False):
         """The Gaussian masks, ``(H * W, N)``, each summing to 1 over the grid.
@@ -130,22 +162,13 @@ class GaussianMaskReadout(LocatedFeatureReadout):
         centres = self.centres()
         scale = -0.5 / ops.square(self.widths())  # (N,)
 
-        def along(size, centre):  # (size, N), each column a normalised 1-D Gaussian
+        def along(size, centre):  # (size, N): each column a 1-D Gaussian summing to 1
             distance = ops.cast(ops.arange(size), centres.dtype)[:, None] - centre[None, :]
-            g = ops.softmax(ops.square(distance) * scale[None, :], axis=0)
-            if getattr(self, "_norm", "sum") == "l2":  # TEMP experiment
-                g = g / ops.sqrt(ops.sum(ops.square(g), axis=0, keepdims=True))
-            return g
+            return ops.softmax(ops.square(distance) * scale[None, :], axis=0)
 
         rows, columns = along(height, centres[:, 0]), along(width, centres[:, 1])
         mask = ops.reshape(rows[:, None, :] * columns[None, :, :], (height * width, self.n_neurons))
         return ops.cast(mask, dtype)
-
-    def drive(self, feature_maps, training=False):
-        features = ops.abs(self.features) if self.positive_features else self.features
-        return masked_readout(feature_maps, self.read_mask(feature_maps.dtype, training=training), features)
-
-    # -- the contract -------------------------------------------------------------
 
     def place_at(self, positions, width: float | None = None) -> None:
         """Moves each neuron's centre to a grid position; optionally resets every width.
@@ -182,7 +205,6 @@ class GaussianMaskReadout(LocatedFeatureReadout):
                 "init_width": self.init_width,
                 "min_width": self.min_width,
                 "seed": self.seed,
-                "positive_features": self.positive_features,
             }
         )
         return config
