@@ -13,6 +13,8 @@ contract, and registers itself by its ``type_name``:
   position (and spread) per neuron, read by bilinear interpolation.
 - ``fixed_mask``: :class:`FixedMaskReadout` (Batty et al. 2017), a fixed
   location per neuron, only the features learned.
+- ``gaussian_mask``: :class:`GaussianMaskReadout` (Höfling et al. 2024), a
+  learned isotropic Gaussian window (centre and width) per neuron.
 
 To add a readout, add a module here with a ``Readout`` subclass that sets
 ``type_name``: every public module of this package is imported below, so it
