@@ -33,3 +33,23 @@ def clone(obj, copy_weights: bool = True, edit_config: Callable[[dict], dict] | 
     if copy_weights:
         copy.set_weights(obj.get_weights())
     return copy
+
+
+def with_dtype_policy(config, policy_name: str):
+    """A serialised Keras config with every stored dtype policy replaced by ``policy_name``.
+
+    Args:
+        config: A config as ``keras.saving.serialize_keras_object`` writes it
+            (nested dicts and lists).
+        policy_name: A dtype policy name, e.g. ``"float32"`` or ``"mixed_bfloat16"``.
+
+    Returns:
+        A new config; ``config`` is left untouched.
+    """
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return policy_name
+        return {key: with_dtype_policy(value, policy_name) for key, value in config.items()}
+    if isinstance(config, list):
+        return [with_dtype_policy(value, policy_name) for value in config]
+    return config

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_sysid.cloning import clone
+from keras_sysid.cloning import clone, with_dtype_policy
 
 # cpu: measured on 2 cores (README). Mixed precision only where the CPU has
 # native bfloat16 arithmetic; elsewhere bfloat16 is emulated and slower.
@@ -84,18 +84,9 @@ def float32_copy(model: keras.Model) -> keras.Model:
     """
     if all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers()):
         return model
-    def to_float32(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "DTypePolicy" or node.get("class_name") == "FloatDTypePolicy":
-                return "float32"
-            return {key: to_float32(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [to_float32(value) for value in node]
-        return node
-
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        return clone(model, edit_config=to_float32)
+        return clone(model, edit_config=lambda config: with_dtype_policy(config, "float32"))
     finally:
         keras.mixed_precision.set_global_policy(previous)

@@ -37,7 +37,7 @@ import platform
 
 import keras
 
-from keras_sysid.cloning import clone
+from keras_sysid.cloning import clone, with_dtype_policy
 from keras_sysid.models import SystemIdentificationModel
 
 CONFIG_FILE = "config.json"
@@ -202,17 +202,6 @@ list_presets = presets
 # -- loading -----------------------------------------------------------------
 
 
-def _with_dtype_policy(config, policy_name: str):
-    """``config`` with every serialised dtype policy replaced by ``policy_name``."""
-    if isinstance(config, dict):
-        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-            return policy_name
-        return {key: _with_dtype_policy(value, policy_name) for key, value in config.items()}
-    if isinstance(config, list):
-        return [_with_dtype_policy(value, policy_name) for value in config]
-    return config
-
-
 def _check_class(config, cls, config_path: str) -> None:
     """Refuses a config of a class that is not ``cls`` or a subclass, before building it."""
     if not isinstance(config, dict) or "class_name" not in config:
@@ -261,7 +250,7 @@ def load_preset(
     policy = None
     if dtype is not None:
         policy = keras.dtype_policies.get(dtype)
-        config = _with_dtype_policy(config, policy.name)
+        config = with_dtype_policy(config, policy.name)
     previous = keras.config.dtype_policy()
     try:
         if policy is not None:
