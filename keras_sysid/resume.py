@@ -49,6 +49,17 @@ def fingerprint_differences(saved, current, prefix: str = "", labels=("saved", "
     return [f"{prefix or 'fingerprint'}: {was} {json.dumps(saved)}, {now} {json.dumps(current)}"]
 
 
+def write_json_atomically(value, path: str, indent: int | None = None) -> None:
+    """Writes ``value`` as JSON to ``path`` so that a crash, even ``kill -9``,
+    leaves either the old file or the new one, never half of one."""
+    temporary = path + ".tmp"
+    with open(temporary, "w") as file:
+        json.dump(value, file, indent=indent)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
 class TrainingBackup(keras.callbacks.Callback):
     """Keeps a ``fit`` resumable after a crash, a pre-emption or ``kill -9``.
 
@@ -168,12 +179,7 @@ class TrainingBackup(keras.callbacks.Callback):
             "history": self._history,
             "fingerprint": self.fingerprint,
         }
-        temporary = os.path.join(self.directory, _POINTER + ".tmp")
-        with open(temporary, "w") as file:
-            json.dump(progress, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, os.path.join(self.directory, _POINTER))
+        write_json_atomically(progress, os.path.join(self.directory, _POINTER))
         for entry in os.listdir(self.directory):
             if entry.startswith("epoch") and entry != name:
                 shutil.rmtree(os.path.join(self.directory, entry), ignore_errors=True)

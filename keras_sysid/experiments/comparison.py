@@ -43,7 +43,7 @@ from keras_sysid.experiments.presets import (
     paper_core,
 )
 from keras_sysid.experiments.synthetic import model_for_population
-from keras_sysid.resume import fingerprint_differences
+from keras_sysid.resume import fingerprint_differences, write_json_atomically
 from keras_sysid.training import fit_with_schedule
 
 TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "epochs", "seconds")
@@ -328,7 +328,7 @@ def run_mouse_v1(
                 oracle=scores.oracle, rf_positions=rf,
             )
             # results.json last: it marks the fit as finished.
-            _write_json(row, results_path)
+            write_json_atomically(row, results_path, indent=2)
         with np.load(os.path.join(folder, "scores.npz")) as saved:
             per_neuron[name] = {key: saved[key] for key in saved.files}
         log(f"  {name}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle"))
@@ -337,14 +337,6 @@ def run_mouse_v1(
     _write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1")
     _mouse_figures(per_neuron, cortical, out, log)
     return rows
-
-
-def _write_json(value, path: str) -> None:
-    """Writes ``path`` atomically: a crash leaves the old file or the new one, never half of one."""
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=2)
-    os.replace(temporary, path)
 
 
 def _mouse_figures(per_neuron: dict, cortical, out: str, log) -> None:
@@ -468,7 +460,7 @@ def run_synthetic_types(
             _, info = fit_synthetic_readout(readout, populations[n_types], settings, verbose)
             row = {"n_types": n_types, "n_neurons": n_types * settings.neurons_per_type,
                    "readout": readout, **info, "key": plan.key, "keras_sysid": _version()}
-            _write_json(row, path)
+            write_json_atomically(row, path, indent=2)
         log(f"  {n_types} types, {readout}: FEV {row['fev']:.3f} ({row['epochs']} epochs, {row['seconds']:.0f} s)")
         rows.append(row)
     _write_table(rows, ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds"), out, "synthetic_types")

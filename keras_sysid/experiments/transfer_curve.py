@@ -20,6 +20,7 @@ from keras_sysid.evaluation import scores_against_truth
 from keras_sysid.experiments.presets import SyntheticRunConfig
 from keras_sysid.models import SystemIdentificationModel
 from keras_sysid.positions import envelope_positions
+from keras_sysid.resume import write_json_atomically
 from keras_sysid.training import fit_with_schedule
 from keras_sysid.transfer import fresh_copy, locate_new_neurons, with_new_readout
 
@@ -247,10 +248,8 @@ def _load_fits(path, settings: dict) -> dict:
 def _save_fits(path, settings: dict, fits: dict) -> None:
     if path is None:
         return
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
-        json.dump({"settings": settings, "fits": [fits[key] for key in sorted(fits)]}, file, indent=1)
-    os.replace(temporary, path)  # a killed run leaves the last complete file
+    # A killed run leaves the last complete file.
+    write_json_atomically({"settings": settings, "fits": [fits[key] for key in sorted(fits)]}, path, indent=1)
 
 
 def learning_curve_for_entry(name_or_path: str, **kwargs) -> list[dict]:
