@@ -43,7 +43,17 @@ def device_kind() -> str:
 
 
 def preferred_jit_compile() -> bool:
-    """Whether to compile training steps with XLA on this device kind."""
+    """Whether to compile training steps with XLA on this device kind and Keras backend.
+
+    Under JAX, the step is always compiled: without ``jax.jit`` it runs op by
+    op from Python. Under PyTorch, ``jit_compile`` means ``torch.compile``,
+    which Keras marks experimental; it stays off.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend == "torch":
+        return False
     return PREFERRED[device_kind()]["jit_compile"]
 
 

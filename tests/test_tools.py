@@ -1,5 +1,6 @@
 """The command-line tools, run as users run them (subprocesses, tiny data)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -121,3 +122,22 @@ def test_transfer_tool_runs_on_a_tiny_synthetic_entry(tmp_path):
     assert len(rows[0]["fev_fresh_per_seed"]) == 2 and "±" in result.stdout
     with open(tmp_path / "fits.json") as file:
         assert len(json.load(file)["fits"]) == 4
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
+def test_reproduce_runs_under_the_jax_backend_and_keys_its_fits_by_backend(tmp_path):
+    data = write_tree(str(tmp_path), zipped=True)
+    out = str(tmp_path / "out")
+    args = ("--experiment", "mouse_v1", "--data", data, "--models", "gaussian", "--max_epochs", "1", "--out", out)
+    under_jax = _run("reproduce.py", "--backend", "jax", *args)
+    assert under_jax.returncode == 0, under_jax.stderr[-3000:]
+    assert np.isfinite(json.loads(under_jax.stdout.strip().splitlines()[-1])[0]["corr_single"])
+    # A fit made under JAX is not reused (or reported) as TensorFlow's.
+    under_tensorflow = _run("reproduce.py", "--backend", "tensorflow", *args)
+    assert under_tensorflow.returncode != 0 and "backend" in under_tensorflow.stderr
+    assert '"jax"' in under_tensorflow.stderr and '"tensorflow"' in under_tensorflow.stderr
+
+
+def test_an_unknown_backend_is_named_before_anything_runs():
+    result = _run("train.py", "--backend", "theano")
+    assert result.returncode != 0 and "--backend must be one of tensorflow, jax, torch; got 'theano'" in result.stderr

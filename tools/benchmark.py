@@ -1,19 +1,26 @@
 r"""Speed, hardware utilisation and peak memory of the paper's model.
 
-Measures this machine's float32 matmul rate, then trains the paper's model
-(core 13/3/3 x 48, batch 64) on random 36x64 images at each population size
-and readout, each in a fresh process, and optionally the input pipeline on a
-published data set. Prints a table, then one JSON line with everything.
+Measures this machine's matmul rate (float32, and bfloat16 when mixed
+precision is measured), then trains the paper's model (core 13/3/3 x 48,
+batch 64) on random 36x64 images at each population size and readout, each
+in a fresh process, under each Keras backend asked for, and optionally the
+input pipeline on a published data set. For every backend, precision and XLA
+setting it first measures the *core alone* (a one-neuron point readout): the
+rate no point readout can beat. Prints a table, then one JSON line with
+everything.
 
 Examples:
 
-  # The README's table (2 CPU cores: about 15 minutes).
+  # The README's table (2 CPU cores: about 20 minutes).
   python tools/benchmark.py --readouts factorized,gaussian \
-      --n_neurons 1000,5000,20000,100000 \
+      --n_neurons 1000,5335,20000,100000 \
       --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
 
-  # XLA on and off, float32 and mixed precision, at the paper's size.
-  python tools/benchmark.py --n_neurons 5335 --jit_compile both --mixed_precision both
+  # The default precision of this CPU (mixed bfloat16 where it is native).
+  python tools/benchmark.py --readouts factorized,gaussian --n_neurons 5335 --mixed_precision on
+
+  # The same model under every installed backend, training and inference.
+  python tools/benchmark.py --backends tensorflow,jax,torch --readouts gaussian --n_neurons 5335
 """
 
 import json
@@ -21,6 +28,9 @@ import json
 from absl import app, flags
 
 from keras_sysid.experiments import benchmark
+
+# The core alone is this readout with one neuron: its cost is negligible.
+_CORE_ALONE = ("core alone", "gaussian", 1)
 
 _N_NEURONS = flags.DEFINE_list("n_neurons", ["1000", "5000", "20000"], "Population sizes to measure.")
 _READOUTS = flags.DEFINE_list("readouts", ["factorized"], "Registered readouts to measure (factorized, gaussian, ...).")
@@ -34,6 +44,9 @@ _JIT_COMPILE = flags.DEFINE_enum(
 )
 _MIXED_PRECISION = flags.DEFINE_enum("mixed_precision", "off", ["off", "on", "both"], "bfloat16 compute.")
 _DATA = flags.DEFINE_string("data", None, "A static*-preproc0 zip or folder: also measure the input pipeline.")
+_BACKENDS = flags.DEFINE_list(
+    "backends", None, "Keras backends to measure (tensorflow, jax, torch; default: KERAS_BACKEND or tensorflow)."
+)
 
 
 def _steps_for(n_neurons: int) -> int:
@@ -41,37 +54,55 @@ def _steps_for(n_neurons: int) -> int:
     return _STEPS.value if n_neurons <= 20000 else max(3, _STEPS.value * 20000 // n_neurons)
 
 
+def _row_text(backend, label, row, rate, core_rate):
+    return (
+        f"{backend:>10} {label:>15} {row['n_neurons']:>8} {str(row['jit_compile']):>5} {row['precision']:>14} "
+        f"{row['train_images_per_s']:>11} {row['train_gflops_per_image']:>9.4g} {100 * row['utilisation']:>6.1f} "
+        f"{100 * row['train_images_per_s'] / core_rate:>9.0f} {row['predict_images_per_s']:>13} "
+        f"{row['peak_rss_mb']:>11} {row['parameters']:>11}"
+    )
+
+
 def main(argv):
     del argv
-    rate = benchmark.matmul_rate()
-    print(f"float32 matmul: {rate['matmul_gflops']} GFLOP/s ({rate['matmul_size']}^2)")
+    import os
+
+    backends = _BACKENDS.value or [os.environ.get("KERAS_BACKEND", "tensorflow")]
     jit_options = {"preferred": [None], "true": [True], "false": [False], "both": [True, False]}[_JIT_COMPILE.value]
     precision_options = {"off": [False], "on": [True], "both": [False, True]}[_MIXED_PRECISION.value]
-    header = (
-        f"{'readout':>15} {'neurons':>8} {'XLA':>5} {'precision':>14} {'train img/s':>11} {'GFLOP/img':>9} "
-        f"{'util %':>6} {'predict img/s':>13} {'peak RSS MB':>11} {'parameters':>11}"
+    dtypes = ["float32"] * (False in precision_options) + ["mixed"] * (True in precision_options)
+    rates = {}
+    for backend in backends:
+        for dtype in dtypes:
+            rates[backend, dtype] = benchmark.matmul_rate(dtype=dtype, backend=backend)
+            rate = rates[backend, dtype]
+            print(f"{backend} {rate['dtype']} matmul: {rate['matmul_gflops']} GFLOP/s (4096^2)", flush=True)
+    # Utilisation is against the machine's best rate in that precision, whichever framework reached it.
+    best_rate = {dtype: max(rates[b, dtype]["matmul_gflops"] for b in backends) for dtype in dtypes}
+    print(
+        f"{'backend':>10} {'readout':>15} {'neurons':>8} {'XLA':>5} {'precision':>14} {'train img/s':>11} "
+        f"{'GFLOP/img':>9} {'util %':>6} {'% of core':>9} {'predict img/s':>13} {'peak RSS MB':>11} {'parameters':>11}"
     )
-    print(header)
     rows = []
-    for readout in _READOUTS.value:
-        for n_neurons in (int(n) for n in _N_NEURONS.value):
-            for jit_compile in jit_options:
-                for mixed_precision in precision_options:
+    for backend in backends:
+        for jit_compile in jit_options:
+            for mixed_precision in precision_options:
+                rate = best_rate["mixed" if mixed_precision else "float32"]
+                configurations = [_CORE_ALONE] + [
+                    (readout, readout, int(n)) for readout in _READOUTS.value for n in _N_NEURONS.value
+                ]
+                core_rate = None
+                for label, readout, n_neurons in configurations:
                     row = benchmark.benchmark_training(
                         n_neurons, (_HEIGHT.value, _WIDTH.value), _BATCH_SIZE.value, _steps_for(n_neurons), readout,
-                        jit_compile=jit_compile, mixed_precision=mixed_precision,
+                        jit_compile=jit_compile, mixed_precision=mixed_precision, backend=backend,
                     )
-                    row["utilisation"] = round(
-                        row["train_gflops_per_image"] * row["train_images_per_s"] / rate["matmul_gflops"], 3
-                    )
+                    row["label"] = label
+                    row["utilisation"] = round(row["train_gflops_per_image"] * row["train_images_per_s"] / rate, 3)
+                    core_rate = core_rate or row["train_images_per_s"]
+                    row["fraction_of_core_alone"] = round(row["train_images_per_s"] / core_rate, 3)
                     rows.append(row)
-                    print(
-                        f"{readout:>15} {n_neurons:>8} {str(row['jit_compile']):>5} {row['precision']:>14} "
-                        f"{row['train_images_per_s']:>11} {row['train_gflops_per_image']:>9} "
-                        f"{100 * row['utilisation']:>6.1f} {row['predict_images_per_s']:>13} "
-                        f"{row['peak_rss_mb']:>11} {row['parameters']:>11}",
-                        flush=True,
-                    )
+                    print(_row_text(backend, label, row, rate, core_rate), flush=True)
     pipeline = None
     if _DATA.value:
         pipeline = benchmark.benchmark_input_pipeline(_DATA.value, _BATCH_SIZE.value)
@@ -79,7 +110,7 @@ def main(argv):
             f"input pipeline ({pipeline['data']}, {pipeline['n_train']} training trials): read in "
             f"{pipeline['load_seconds']} s, streams {pipeline['pipeline_images_per_s']} images/s"
         )
-    print(json.dumps({"matmul": rate, "training": rows, "input_pipeline": pipeline}))
+    print(json.dumps({"matmul": list(rates.values()), "training": rows, "input_pipeline": pipeline}))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import functools
 import json
 import sys
 
+import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Keras is imported
 from absl import app, flags
 
 from keras_sysid.data.static import StaticDataError
@@ -57,6 +58,7 @@ _OVERWRITE = flags.DEFINE_bool(
 
 def main(argv):
     del argv
+    _keras_backend.check()
     out = _OUT.value or f"runs/{_EXPERIMENT.value}"
     if _EXPERIMENT.value == "mouse_v1":
         if not _DATA.value:

@@ -20,6 +20,9 @@ Examples:
   # from the last completed epoch (backups in runs/dog/backup).
   python tools/train.py --out runs/dog
 
+  # The same fit under JAX (any installed Keras backend; README, Benchmark).
+  python tools/train.py --backend jax
+
   # Data-parallel over all local GPUs (or, without GPUs, 2 logical CPUs).
   python tools/train.py --strategy mirrored --logical_cpus 2
 
@@ -32,6 +35,7 @@ Examples:
 import json
 import os
 
+import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Keras is imported
 import keras
 from absl import app, flags
 
@@ -93,12 +97,15 @@ def main(argv):
         learning_rate=_LEARNING_RATE.value,
         patience=_PATIENCE.value,
     )
+    backend = _keras_backend.check()
+    if backend != "tensorflow" and (_STRATEGY.value != "default" or _LOGICAL_CPUS.value):
+        raise app.UsageError(f"--strategy and --logical_cpus are tf.distribute's: use --backend tensorflow, not {backend}.")
     if _LOGICAL_CPUS.value:
         distribute.use_logical_cpus(_LOGICAL_CPUS.value)
     jit_compile = {"preferred": None, "true": True, "false": False}[_JIT_COMPILE.value]
     # The strategy comes first: a multi-worker one must be made before
     # anything (such as asking for the device kind) starts TensorFlow's runtime.
-    strategy = distribute.make_strategy(_STRATEGY.value)
+    strategy = distribute.make_strategy(_STRATEGY.value) if backend == "tensorflow" else None
     if _MIXED_PRECISION.value == "preferred":
         mixed_precision = devices.preferred_mixed_precision()
     else:
@@ -112,8 +119,9 @@ def main(argv):
     model, results = run_synthetic(
         config, verbose=1, backup_dir=backup_dir, strategy=strategy, jit_compile=jit_compile
     )
+    results["backend"] = backend
     results["strategy"] = _STRATEGY.value
-    results["replicas"] = int(strategy.num_replicas_in_sync)
+    results["replicas"] = int(strategy.num_replicas_in_sync) if strategy is not None else 1
     results["precision"] = "mixed" if mixed_precision else "float32"
     if _OUT.value and distribute.is_chief():
         os.makedirs(_OUT.value, exist_ok=True)

@@ -1,9 +1,13 @@
-"""``tf.data`` input pipelines over in-memory arrays."""
+"""``tf.data`` input pipelines over in-memory arrays.
+
+TensorFlow is imported where a pipeline is built, not with the package, so
+that the models and layers import under the JAX or PyTorch backend on a
+machine without TensorFlow.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from keras_sysid import validation
 
@@ -37,6 +41,8 @@ def make_dataset(
     validation.check_responses(responses, n_trials=n_images)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices(
         (np.asarray(images, dtype="float32"), np.asarray(responses, dtype="float32"))
     )
@@ -93,6 +99,8 @@ class EpochStream:
             ``tf.data.Dataset`` of ``((b, H, W, C) float32, (b, N) float32)``;
             ``steps_per_epoch`` batches make one epoch.
         """
+        import tensorflow as tf
+
         n_images, batch_size, seed = len(self.images), self.batch_size, self.seed
         images, responses = tf.constant(self.images), tf.constant(self.responses)
 

@@ -1,19 +1,31 @@
 """Throughput, hardware utilisation and memory of population models.
 
-Every measurement runs in its own spawned process: peak memory is the
-process's peak resident set size (``ru_maxrss``), which earlier runs would
-otherwise hide, and the matmul rate is measured alone.
+Every measurement runs in its own spawned process, under the Keras backend it
+names: peak memory is the process's peak resident set size (``ru_maxrss``),
+which earlier runs would otherwise hide, the matmul rate is measured alone,
+and Keras picks its backend once per process.
 
-Utilisation is ``training FLOPs per image x images/s`` over the machine's
-measured float32 matmul rate. Training FLOPs are counted from the layer
-shapes (:func:`training_flops_per_image`): the forward pass, plus twice that
+Utilisation is ``useful training FLOPs per image x images/s`` over the
+machine's measured matmul rate *in the precision the model computes in*
+(float32, or bfloat16 under a mixed policy). Useful FLOPs are what the
+model's math needs, counted from the layer shapes
+(:func:`training_flops_per_image`): each convolution, and each readout's own
+count (``Readout.flops_per_image``: ``4 * C * N`` multiply-adds for a point
+read, ``H * W * C * N`` for a dense mask); the forward pass, plus twice that
 for the backward pass (input and weight gradients), except the first
-convolution, whose input needs no gradient.
+convolution, whose input needs no gradient. Work an implementation wastes
+(a dense read of a point, padding) is not counted.
+
+The *core alone* is the same model with a one-neuron point readout: its rate
+bounds what any point readout can reach.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import multiprocessing
+import os
 import resource
 import time
 
@@ -61,28 +73,66 @@ def training_flops_per_image(model) -> int:
     return int(3 * total - first_flops)
 
 
-def _measure_matmul(size: int, repeats: int) -> dict:
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def installed_backends() -> list[str]:
+    """The Keras backends whose framework is installed here, in :data:`BACKENDS` order."""
+    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+
+
+def _measure_matmul(size: int, repeats: int, dtype: str) -> dict:
     import keras
 
+    if dtype == "mixed":
+        from keras_sysid.devices import mixed_policy_name
+
+        dtype = keras.mixed_precision.Policy(mixed_policy_name()).compute_dtype
     rng = np.random.default_rng(0)
-    a = keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32"))
-    b = keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32"))
-    keras.ops.convert_to_numpy(keras.ops.matmul(a, b))
+    a = keras.ops.cast(keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32")), dtype)
+    b = keras.ops.cast(keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32")), dtype)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        multiply = jax.jit(keras.ops.matmul)
+    else:
+        multiply = keras.ops.matmul
+    keras.ops.convert_to_numpy(keras.ops.cast(multiply(a, b), "float32"))
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))
+        product = multiply(a, b)
+        # Only the matmul is timed: the product is read back after the clock stops.
+        if hasattr(product, "block_until_ready"):
+            product.block_until_ready()
+        elif keras.backend.backend() == "torch" and product.is_cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        elif keras.backend.backend() == "tensorflow":
+            product = product.numpy()
         best = min(best, time.perf_counter() - start)
-    return {"matmul_size": size, "matmul_gflops": round(2 * size**3 / best / 1e9, 1)}
+    return {
+        "backend": keras.backend.backend(), "dtype": dtype, "matmul_size": size,
+        "matmul_gflops": round(2 * size**3 / best / 1e9, 1),
+    }
 
 
-def matmul_rate(size: int = 4096, repeats: int = 5) -> dict:
-    """This machine's float32 matmul rate (best of ``repeats`` square matmuls), in a fresh process.
+def matmul_rate(size: int = 4096, repeats: int = 5, dtype: str = "float32", backend: str | None = None) -> dict:
+    """This machine's matmul rate (best of ``repeats`` square matmuls), in a fresh process.
+
+    Args:
+        size: Side of the square matrices.
+        repeats: Timed repeats (after one untimed).
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, or ``"mixed"``: the
+            compute dtype of :func:`keras_sysid.devices.mixed_policy_name`
+            (the rate mixed precision is measured against).
+        backend: Keras backend (default: this process's).
 
     Returns:
-        ``{"matmul_size": size, "matmul_gflops": GFLOP/s}``.
+        ``{"backend", "dtype", "matmul_size", "matmul_gflops": GFLOP/s}``.
     """
-    return _in_fresh_process(_measure_matmul, dict(size=size, repeats=repeats))
+    return _in_fresh_process(_measure_matmul, dict(size=size, repeats=repeats, dtype=dtype), backend=backend)
 
 
 def _clock():
@@ -108,13 +158,41 @@ def _clock():
     return Clock()
 
 
+def _training_stream(images, responses, batch_size: int, seed: int):
+    """The endless shuffled stream keras_sysid's fits read; a ``PyDataset`` where TensorFlow is absent."""
+    try:
+        import tensorflow  # noqa: F401  (tf.data feeds every Keras backend)
+    except ImportError:
+        pass
+    else:
+        from keras_sysid.data.pipeline import EpochStream
+
+        return EpochStream(images, responses, batch_size=batch_size, seed=seed).dataset()
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """Shuffled batches of in-memory arrays (a machine without TensorFlow, e.g. the GPU machine)."""
+
+        def __init__(self):
+            super().__init__()
+            self.order = np.random.default_rng(seed).permutation(len(images))
+
+        def __len__(self):
+            return len(images) // batch_size
+
+        def __getitem__(self, index):
+            rows = self.order[index * batch_size:(index + 1) * batch_size]
+            return images[rows], responses[rows]
+
+    return Batches()
+
+
 def _measure_training(
     n_neurons: int, image_shape, batch_size: int, steps: int, readout: str, seed: int,
     jit_compile=None, mixed_precision: bool = False,
 ) -> dict:
     import keras
 
-    from keras_sysid.data.pipeline import EpochStream
     from keras_sysid.devices import mixed_policy_name
     from keras_sysid.models import build_model
     from keras_sysid.training import compile_model
@@ -134,14 +212,17 @@ def _measure_training(
     # its second epoch is timed: the first compiles the step function, and
     # starting a new iterator (each fit call, and each epoch of a finite NumPy
     # input) stalled for about 1.5 s here, a cost of the input, not the model.
-    stream = EpochStream(images, responses, batch_size=batch_size, seed=seed).dataset()
+    stream = _training_stream(images, responses, batch_size, seed)
     clock = _clock()
     model.fit(stream, steps_per_epoch=steps, epochs=2, verbose=0, shuffle=False, callbacks=[clock])
     train_seconds = clock.epoch_seconds[-1]
     # Prediction is timed from the end of its first batch to the end of its last.
     model.predict(images, batch_size=batch_size, verbose=0, callbacks=[clock])
     predict_seconds = clock.predict_batch_ends[-1] - clock.predict_batch_ends[0]
+    forward = forward_flops_per_image(model)
     return {
+        "backend": keras.backend.backend(),
+        "device": _device_name(),
         "n_neurons": n_neurons,
         "readout": readout,
         "batch_size": batch_size,
@@ -150,7 +231,8 @@ def _measure_training(
         "precision": keras.mixed_precision.global_policy().name,
         "train_images_per_s": round(batch_size * steps / train_seconds, 1),
         "predict_images_per_s": round(batch_size * (steps - 1) / predict_seconds, 1),
-        "train_gflops_per_image": round(training_flops_per_image(model) / 1e9, 3),
+        "train_gflops_per_image": round(training_flops_per_image(model) / 1e9, 4),
+        "readout_forward_mflops_per_image": round(forward["readout"] / 1e6, 3),
         "parameters": int(model.count_params()),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -163,15 +245,54 @@ def _child(queue, function, kwargs):
         queue.put({"error": f"{type(error).__name__}: {error}"})
 
 
-def _in_fresh_process(function, kwargs: dict) -> dict:
+def _device_name() -> str:
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return str(jax.devices()[0].device_kind)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return gpus[0].name if gpus else "cpu"
+
+
+@contextlib.contextmanager
+def _keras_backend(backend: str | None):
+    """``KERAS_BACKEND`` set for the processes started inside (Keras reads it at import)."""
+    if backend is None:
+        yield
+        return
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown Keras backend {backend!r}; expected one of {BACKENDS}.")
+    if importlib.util.find_spec(backend) is None:
+        raise ValueError(f"The Keras backend {backend!r} is not installed here (pip install {backend}).")
+    before = os.environ.get("KERAS_BACKEND")
+    os.environ["KERAS_BACKEND"] = backend
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["KERAS_BACKEND"]
+        else:
+            os.environ["KERAS_BACKEND"] = before
+
+
+def _in_fresh_process(function, kwargs: dict, backend: str | None = None) -> dict:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(queue, function, kwargs))
-    process.start()
+    with _keras_backend(backend):
+        process.start()
     result = queue.get()
     process.join()
     if "error" in result:
-        raise RuntimeError(f"{function.__name__} with {kwargs} failed: {result['error']}")
+        raise RuntimeError(f"{function.__name__} with {kwargs} under {backend or 'this backend'} failed: {result['error']}")
     return result
 
 
@@ -184,6 +305,7 @@ def benchmark_training(
     seed: int = 0,
     jit_compile=None,
     mixed_precision: bool = False,
+    backend: str | None = None,
 ) -> dict:
     """Measures the paper's model (core 13/3/3 x 48) in a fresh process.
 
@@ -192,23 +314,26 @@ def benchmark_training(
         image_shape: ``(H, W)`` of the images.
         batch_size: Images per training step.
         steps: Timed training steps (after one untimed warm-up epoch).
-        readout: Readout type (a key of :data:`keras_sysid.models.READOUTS`).
+        readout: A registered readout type (``keras_sysid.readouts.registry()``).
         seed: Seed of the random data and weights.
         jit_compile: ``True``, ``False``, ``"auto"`` (Keras' choice) or ``None``
             (:func:`keras_sysid.devices.preferred_jit_compile`).
         mixed_precision: Compute in bfloat16 (float16 on torch) with float32
             weights (Keras' ``mixed_*`` policies).
+        backend: Keras backend to measure under (default: this process's).
 
     Returns:
         A dict with ``train_images_per_s``, ``predict_images_per_s``,
-        ``train_gflops_per_image``, ``jit_compile``, ``precision``, ``peak_rss_mb`` (the whole process: Python, TensorFlow and the model),
-        ``parameters`` and the settings.
+        ``train_gflops_per_image`` (useful FLOPs, see the module doc),
+        ``readout_forward_mflops_per_image``, ``jit_compile``, ``precision``,
+        ``peak_rss_mb`` (the whole process: Python, the framework and the
+        model), ``parameters``, ``backend``, ``device`` and the settings.
     """
     kwargs = dict(
         n_neurons=n_neurons, image_shape=tuple(image_shape), batch_size=batch_size, steps=steps, readout=readout,
         seed=seed, jit_compile=jit_compile, mixed_precision=mixed_precision,
     )
-    return _in_fresh_process(_measure_training, kwargs)
+    return _in_fresh_process(_measure_training, kwargs, backend=backend)
 
 
 def _measure_input_pipeline(path: str, batch_size: int, epochs: int) -> dict:

@@ -39,6 +39,7 @@ from keras_sysid.experiments.presets import RIVALS, FitSettings
 from keras_sysid.models import build_model
 from keras_sysid.training import fit_with_schedule
 
+
 def build_rival(name: str, data, seed: int = 0) -> keras.Model:
     """Builds (does not fit) rival ``name`` for a data set.
 
@@ -88,13 +89,17 @@ def fit_key(name: str, data, settings: FitSettings) -> dict:
 
     ``{"rival", "spec" (its :data:`RIVALS` entry), "settings" (seed included),
     "data" (the data's content fingerprint,
-    :meth:`~keras_sysid.data.StaticData.fingerprint`)}``: not the data's
-    name or path, so the same data read from its zip or its folder, under any
-    name, has the same key.
+    :meth:`~keras_sysid.data.StaticData.fingerprint`), "backend"}``: not the
+    data's name or path, so the same data read from its zip or its folder,
+    under any name, has the same key. The Keras backend is part of it: the
+    same seed draws other initial weights and batches under another backend.
     """
     if name not in RIVALS:
         raise ValueError(f"Unknown rival {name!r}; choose one of {sorted(RIVALS)}.")
-    return {"rival": name, "spec": RIVALS[name], "settings": dataclasses.asdict(settings), "data": data.fingerprint()}
+    return {
+        "rival": name, "spec": RIVALS[name], "settings": dataclasses.asdict(settings), "data": data.fingerprint(),
+        "backend": keras.backend.backend(),
+    }
 
 
 def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int = 1, callbacks=(), backup_dir=None):

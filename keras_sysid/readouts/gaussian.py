@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_sysid.readouts._contraction import triangle_mask
 from keras_sysid.readouts._located import LocatedFeatureReadout
+from keras_sysid.readouts._point_read import point_read
 
 
 @keras.saving.register_keras_serializable(package="keras_sysid")
@@ -23,8 +24,12 @@ class GaussianReadout(LocatedFeatureReadout):
     interpolation of the ``C`` channels, then ``drive = features_n . x + bias``.
     An L1 penalty ``l1 * sum |features|`` is added as a layer loss.
 
-    The read is a ``(H * W, N)`` interpolation mask applied with the same single
-    matmul as :class:`FactorizedReadout`, so its cost is the factorized one.
+    The read gathers each neuron's four neighbouring grid cells
+    (``keras_sysid.readouts._point_read``): ``4 * C * N`` multiply-adds per
+    image, in training and inference, with no ``(H * W, N)`` tensor;
+    :meth:`read_mask` gives the same read as a dense mask, for analysis.
+    Positions and spreads stay float32 under a mixed-precision policy, so a
+    read point is never rounded to bfloat16's coarse grid.
 
     Args:
         n_neurons: Number of neurons ``N``.
@@ -75,9 +80,13 @@ class GaussianReadout(LocatedFeatureReadout):
             shape=(self.n_neurons, 2),
             initializer=keras.initializers.RandomUniform(-self.init_mu_range, self.init_mu_range, seed=self.seed),
             name="mu",
+            autocast=False,
         )
         self.sigma = self.add_weight(
-            shape=(self.n_neurons,), initializer=keras.initializers.Constant(self.init_sigma), name="sigma"
+            shape=(self.n_neurons,),
+            initializer=keras.initializers.Constant(self.init_sigma),
+            name="sigma",
+            autocast=False,
         )
 
     def positions(self, training=False):
@@ -88,13 +97,24 @@ class GaussianReadout(LocatedFeatureReadout):
             mu = mu + noise * ops.abs(self.sigma)[:, None]
         return ops.clip(mu, -1.0, 1.0)
 
-    def read_mask(self, dtype="float32", training=False):
-        """Bilinear weights at the read positions, ``(H * W, N)``."""
+    def read_points(self, training=False):
+        """``(rows, columns)``, each ``(N,)`` float32: the read positions in grid cells."""
         height, width = self.grid_shape
-        position = ops.cast(self.positions(training=training), dtype)
-        rows = (position[:, 0] + 1.0) * 0.5 * (height - 1)
-        columns = (position[:, 1] + 1.0) * 0.5 * (width - 1)
-        return triangle_mask(rows, columns, self.grid_shape)
+        position = self.positions(training=training)
+        return (position[:, 0] + 1.0) * 0.5 * (height - 1), (position[:, 1] + 1.0) * 0.5 * (width - 1)
+
+    def read_mask(self, dtype="float32", training=False):
+        """The same read as a dense mask of bilinear weights, ``(H * W, N)`` (for analysis)."""
+        rows, columns = self.read_points(training=training)
+        return triangle_mask(ops.cast(rows, dtype), ops.cast(columns, dtype), self.grid_shape)
+
+    def drive(self, feature_maps, training=False):
+        rows, columns = self.read_points(training=training)
+        return point_read(feature_maps, rows, columns, self.features)
+
+    def flops_per_image(self) -> int:
+        """The gathered read: four cells x ``C`` channels per neuron."""
+        return 2 * 4 * self.input_channels * self.n_neurons
 
     def place_at(self, positions) -> None:
         """Moves each neuron's mean position to a grid position ``(N, 2)`` (row, column), inside the grid."""
