@@ -36,6 +36,7 @@ import os
 import re
 import sys
 
+import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Keras is imported
 import numpy as np
 from absl import app, flags
 
@@ -95,6 +96,7 @@ def score_against_truth(model, facts: dict, batch_size: int) -> dict:
 
 def main(argv):
     del argv
+    _keras_backend.check()
     if _DATA.value is None:
         try:
             if _TIER.value != "test" or _PER_NEURON.value:

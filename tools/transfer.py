@@ -28,6 +28,7 @@ Examples:
 
 import json
 
+import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Keras is imported
 from absl import app, flags
 
 from keras_sysid import readouts
@@ -61,6 +62,7 @@ _RESULTS = flags.DEFINE_string(
 
 def main(argv):
     del argv
+    _keras_backend.check()
     rows = transfer_curve.learning_curve_for_entry(
         _PRETRAINED.value, n_neurons=_N_NEURONS.value, train_sizes=[int(s) for s in _SIZES.value],
         freeze_core=not _FINE_TUNE.value, max_epochs=_MAX_EPOCHS.value, seeds=[int(s) for s in _SEEDS.value],

@@ -365,13 +365,14 @@ def _synthetic_types_core(n_types: int) -> dict:
 def synthetic_types_key(n_types: int, readout: str, settings: SyntheticTypesSettings) -> dict:
     """Everything that determines one Fig. 5e fit: the population (ground truth,
     types, neurons, image size, training images, seed), the core and readout
-    presets and the fit settings. ``settings.n_types`` (which type counts a run
-    covers) is left out: it does not change any one fit.
+    presets, the fit settings and the Keras backend. ``settings.n_types``
+    (which type counts a run covers) is left out: it does not change any one fit.
     """
     fit_settings = {k: v for k, v in dataclasses.asdict(settings).items() if k != "n_types"}
     return {
         "experiment": "synthetic_types", "ground_truth": "cnn", "n_types": int(n_types), "readout": readout,
         "readout_preset": SYNTHETIC_READOUTS[readout], "core": _synthetic_types_core(n_types), "settings": fit_settings,
+        "backend": keras.backend.backend(),
     }
 
 

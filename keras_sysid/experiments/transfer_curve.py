@@ -103,6 +103,8 @@ def transfer_learning_curve(
         "n_neurons": int(n_neurons), "freeze_core": bool(freeze_core), "max_epochs": int(max_epochs),
         "learning_rate": float(learning_rate), "min_images_per_epoch": int(min_images_per_epoch),
         "readout": readout, "locations": locations, "monitor": monitor,
+        # The same seed draws other weights and batches under another Keras backend.
+        "backend": keras.backend.backend(),
     }
     fits = _load_fits(results_path, settings)
     rows = []
