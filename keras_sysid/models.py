@@ -396,3 +396,96 @@ def build_model(
     if mean_responses is not None:
         model.set_mean_responses(mean_responses)
     return model
+
+
+# Above this fraction of non-zero mask entries, the sparse readout is no faster
+# than the dense one: on CPU (2 cores, batch 64, mouse V1's 24x52 grid, C=48,
+# N=5335) random masks broke even near 0.2 (0.15: 1.4x faster, 0.30: 0.77x);
+# tools/bench_pruned_readout.py --sweep.
+PRUNED_READOUT_MAX_DENSITY = 0.2
+
+
+def with_pruned_readout(
+    model: SystemIdentificationModel, max_density: float = PRUNED_READOUT_MAX_DENSITY
+) -> SystemIdentificationModel:
+    """An inference copy of ``model`` whose factorized readout reads only its non-zero mask entries.
+
+    Prune the mask first (``model.readout.prune_mask(0.01)``): the copy
+    predicts what ``model`` predicts (to float32 rounding) but skips the zero
+    entries, see :class:`~keras_sysid.readouts.PrunedMaskReadout`. The core,
+    standardisation, nonlinearity and response scale are copied; ``model``
+    is left untouched, and later changes to it do not reach the copy.
+
+    The copy is for prediction: its mask and features are fixed. To fine-tune,
+    train ``model`` and convert it again.
+
+    Args:
+        model: A :class:`SystemIdentificationModel` with a ``FactorizedReadout``.
+        max_density: Refuse a mask with more than this fraction of non-zero
+            entries, where the sparse read would not be faster. The default,
+            :data:`PRUNED_READOUT_MAX_DENSITY`, is where it stopped winning on CPU.
+
+    Returns:
+        A new, uncompiled :class:`SystemIdentificationModel`.
+
+    Raises:
+        ValueError: the readout is not factorized, the mask is denser than
+            ``max_density`` (prune it first), or the backend has no sparse
+            matmul (only TensorFlow has one; elsewhere the copy would be slower).
+    """
+    from keras_sysid import cloning
+
+    readout = model.readout
+    if not isinstance(readout, readouts.FactorizedReadout):
+        raise ValueError(
+            f"with_pruned_readout needs a model with a FactorizedReadout; this model's readout is "
+            f"{type(readout).__name__}, which has no spatial mask to prune."
+        )
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"with_pruned_readout: the {keras.backend.backend()} backend has no sparse matmul here, so a pruned "
+            "readout would be no faster than the dense one; use the TensorFlow backend."
+        )
+    density = float(np.mean(ops.convert_to_numpy(readout.effective_mask()) != 0))
+    if density > max_density:
+        raise ValueError(
+            f"with_pruned_readout: {density:.1%} of the readout's mask entries are non-zero, more than "
+            f"max_density={max_density:.0%}, where the sparse read is no faster than the dense one; prune the "
+            "mask first (model.readout.prune_mask(0.01))."
+        )
+    core = cloning.clone(model.core, input_shape=(None,) + model.image_shape)
+    copy = SystemIdentificationModel(
+        core,
+        readouts.PrunedMaskReadout.from_factorized(readout),
+        image_shape=model.image_shape,
+        nonlinearity=model.nonlinearity,
+        image_mean=model.image_mean,
+        image_std=model.image_std,
+        name=model.name,
+        dtype=model.dtype_policy,
+    )
+    copy.response_scale.assign(ops.convert_to_numpy(model.response_scale))
+    return copy
+
+
+def for_inference(model: keras.Model) -> keras.Model:
+    """``model``, or its faster pruned-readout copy where that one predicts the same and wins.
+
+    The copy (:func:`with_pruned_readout`) is used when the backend is
+    TensorFlow, the readout is a ``FactorizedReadout`` and at most
+    :data:`PRUNED_READOUT_MAX_DENSITY` of its mask entries are non-zero, as in
+    the zoo's pruned factorized models (README, Benchmark). Predictions agree
+    to float32 rounding either way; use it for evaluation and prediction,
+    not for training.
+
+    Args:
+        model: Any Keras model.
+
+    Returns:
+        ``model`` itself, or a new inference copy.
+    """
+    readout = getattr(model, "readout", None)
+    if keras.backend.backend() != "tensorflow" or not isinstance(readout, readouts.FactorizedReadout):
+        return model
+    density = float(np.mean(ops.convert_to_numpy(readout.effective_mask()) != 0))
+    return with_pruned_readout(model) if density <= PRUNED_READOUT_MAX_DENSITY else model

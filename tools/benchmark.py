@@ -19,6 +19,9 @@ Examples:
   # The default precision of this CPU (mixed bfloat16 where it is native).
   python tools/benchmark.py --readouts factorized,gaussian --n_neurons 5335 --mixed_precision on
 
+  # Predict of the zoo's factorized model, dense vs. its pruned-mask copy.
+  python tools/benchmark.py --n_neurons 5335 --readouts factorized --pruned mouse_v1_factorized
+
   # The same model under every installed backend, training and inference.
   python tools/benchmark.py --backends tensorflow,jax,torch --readouts gaussian --n_neurons 5335
 """
@@ -46,6 +49,10 @@ _MIXED_PRECISION = flags.DEFINE_enum("mixed_precision", "off", ["off", "on", "bo
 _DATA = flags.DEFINE_string("data", None, "A static*-preproc0 zip or folder: also measure the input pipeline.")
 _REPEATS = flags.DEFINE_integer(
     "repeats", 1, "Fresh processes per configuration; the row is the one with the median training rate."
+)
+_PRUNED = flags.DEFINE_string(
+    "pruned", None,
+    "A zoo factorized model (e.g. mouse_v1_factorized): also time its predict against its pruned-readout copy.",
 )
 _BACKENDS = flags.DEFINE_list(
     "backends", None, "Keras backends to measure (tensorflow, jax, torch; default: KERAS_BACKEND or tensorflow)."
@@ -122,7 +129,17 @@ def main(argv):
             f"input pipeline ({pipeline['data']}, {pipeline['n_train']} training trials): read in "
             f"{pipeline['load_seconds']} s, streams {pipeline['pipeline_images_per_s']} images/s"
         )
-    print(json.dumps({"matmul": list(rates.values()), "training": rows, "input_pipeline": pipeline}))
+    pruned = None
+    if _PRUNED.value:
+        pruned = benchmark.benchmark_pruned_predict(_PRUNED.value, _BATCH_SIZE.value)
+        print(
+            f"{_PRUNED.value} (mask density {pruned['density']}), predict images/s, batch {pruned['batch_size']}: "
+            f"dense {pruned['predict_images_per_s']['dense']}, pruned {pruned['predict_images_per_s']['pruned']}; "
+            f"readout forward {pruned['readout_ms']['dense']} -> {pruned['readout_ms']['pruned']} ms"
+        )
+        for point in pruned["random_mask_sweep"]:
+            print(f"  random mask, density {point['density']}: readout {point['dense_ms']} -> {point['pruned_ms']} ms")
+    print(json.dumps({"matmul": list(rates.values()), "training": rows, "input_pipeline": pipeline, "pruned": pruned}))
 
 
 if __name__ == "__main__":

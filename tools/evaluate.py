@@ -40,7 +40,7 @@ import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Kera
 import numpy as np
 from absl import app, flags
 
-from keras_sysid import evaluation, metrics, zoo
+from keras_sysid import evaluation, metrics, models, zoo
 from keras_sysid.data.static import KNOWN_TIERS, StaticDataError, load_static
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
@@ -118,7 +118,8 @@ def main(argv):
         return
     try:
         data = load_static(_DATA.value, tiers=[_TIER.value])
-        model = zoo.load_any(_MODEL.value)
+        # A pruned factorized mask is read sparsely: the same predictions, faster (models.for_inference).
+        model = models.for_inference(zoo.load_any(_MODEL.value))
         scores = evaluation.evaluate_model(model, data, _TIER.value, _BATCH_SIZE.value)
     except (StaticDataError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")

@@ -371,3 +371,86 @@ def benchmark_input_pipeline(path: str, batch_size: int = 64, epochs: int = 3) -
         stream (gather, response scaling, batching) after it is built.
     """
     return _in_fresh_process(_measure_input_pipeline, dict(path=str(path), batch_size=batch_size, epochs=epochs))
+
+
+def _measure_pruned_predict(model_name: str, batch_size: int, n_images: int, repeats: int, densities) -> dict:
+    import keras
+
+    from keras_sysid import readouts, zoo
+    from keras_sysid.models import with_pruned_readout
+
+    dense = zoo.load(model_name)
+    pruned = with_pruned_readout(dense)
+    images = np.random.default_rng(0).uniform(0, 255, (n_images, *dense.image_shape)).astype("float32")
+    worst = float(np.max(np.abs(pruned.predict_on_batch(images[:batch_size]) - dense.predict_on_batch(images[:batch_size]))))
+    # predict_on_batch, interleaved: Keras' predict loop timed in steps of its progress callback here.
+    rates = {"dense": [], "pruned": []}
+    for _ in range(repeats):
+        for name, model in (("dense", dense), ("pruned", pruned)):
+            model.predict_on_batch(images[:batch_size])
+            start = time.perf_counter()
+            for first in range(0, n_images, batch_size):
+                model.predict_on_batch(images[first:first + batch_size])
+            rates[name].append(round(n_images / (time.perf_counter() - start), 1))
+
+    def readout_seconds(readout, features):
+        import tensorflow as tf
+
+        call = tf.function(lambda x: readout(x))
+        call(features)
+        times = []
+        for _ in range(3 * repeats):
+            start = time.perf_counter()
+            keras.ops.convert_to_numpy(call(features))
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    features = dense.core((images[:batch_size] - dense.image_mean) / dense.image_std, training=False)
+    sweep = []
+    height, width = dense.grid_shape
+    source = readouts.FactorizedReadout(dense.n_neurons, name="readout")
+    source.build(tuple(features.shape))
+    rng = np.random.default_rng(1)
+    for density in densities:
+        mask = rng.uniform(0.1, 1.0, (height * width, dense.n_neurons))
+        source.mask.assign((mask * (rng.uniform(size=mask.shape) < density)).astype("float32"))
+        sweep.append({
+            "density": density,
+            "dense_ms": round(1e3 * readout_seconds(source, features), 1),
+            "pruned_ms": round(1e3 * readout_seconds(readouts.PrunedMaskReadout.from_factorized(source), features), 1),
+        })
+    return {
+        "model": model_name,
+        "density": round(pruned.readout.n_entries / (height * width * dense.n_neurons), 4),
+        "batch_size": batch_size,
+        "max_abs_difference": worst,
+        "predict_images_per_s": {name: float(np.median(values)) for name, values in rates.items()},
+        "predict_images_per_s_all": rates,
+        "readout_ms": {
+            "dense": round(1e3 * readout_seconds(dense.readout, features), 1),
+            "pruned": round(1e3 * readout_seconds(pruned.readout, features), 1),
+        },
+        "random_mask_sweep": sweep,
+    }
+
+
+def benchmark_pruned_predict(
+    model_name: str = "mouse_v1_factorized", batch_size: int = 64, n_images: int = 640, repeats: int = 5,
+    densities=(0.05, 0.15, 0.3, 0.5),
+) -> dict:
+    """Prediction of a zoo factorized model against its pruned-readout copy, in a fresh process (TensorFlow).
+
+    :func:`keras_sysid.models.with_pruned_readout` reads only the non-zero
+    mask entries. Measures predict images/s of both (interleaved, median of
+    ``repeats``), the readout's forward time alone, and the readout alone on
+    random masks of each of ``densities`` (where the sparse read stops
+    winning: the default ``max_density`` of ``with_pruned_readout``).
+
+    Returns:
+        ``{"model", "density", "batch_size", "max_abs_difference",
+        "predict_images_per_s": {"dense", "pruned"}, "readout_ms": {...},
+        "random_mask_sweep": [{"density", "dense_ms", "pruned_ms"}, ...]}``.
+    """
+    kwargs = dict(model_name=model_name, batch_size=batch_size, n_images=n_images, repeats=repeats,
+                  densities=tuple(densities))
+    return _in_fresh_process(_measure_pruned_predict, kwargs, backend="tensorflow")
