@@ -400,8 +400,8 @@ def build_model(
 
 # Above this fraction of non-zero mask entries, the sparse readout is no faster
 # than the dense one: on CPU (2 cores, batch 64, mouse V1's 24x52 grid, C=48,
-# N=5335) random masks broke even near 0.2 (0.15: 1.4x faster, 0.30: 0.77x);
-# tools/bench_pruned_readout.py --sweep.
+# N=5335) random masks broke even between 0.15 (1.3-1.4x faster) and 0.30
+# (0.77-0.9x): tools/benchmark.py --pruned mouse_v1_factorized (README, Benchmark).
 PRUNED_READOUT_MAX_DENSITY = 0.2
 
 
