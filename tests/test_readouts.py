@@ -269,3 +269,17 @@ def test_prune_mask_zeroes_entries_below_a_fraction_of_each_neurons_peak():
     )
     with pytest.raises(ValueError, match="relative_threshold"):
         layer.prune_mask(1.5)
+
+
+def test_a_relu_masks_negative_entries_neither_place_nor_keep_a_neuron():
+    layer = readouts.FactorizedReadout(1, positive_mask=True, mask_positivity="relu")
+    layer.build((None, 4, 5, 2))
+    mask = np.zeros((20, 1), "float32")
+    mask[3, 0] = -5.0  # reads nothing under relu
+    mask[12, 0] = 1.0  # row 2, column 2
+    mask[13, 0] = 0.005
+    layer.mask.assign(mask)
+    np.testing.assert_allclose(layer.rf_positions(), [[2.0, 2.0 + 0.005 / 1.005]], atol=1e-6)
+    layer.prune_mask(0.01)
+    kept = keras.ops.convert_to_numpy(layer.mask)[:, 0]
+    assert kept[12] == 1.0 and kept[13] == 0.0 and kept[3] == 0.0

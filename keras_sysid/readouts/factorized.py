@@ -187,7 +187,7 @@ class FactorizedReadout(Readout):
         correlation.
 
         Args:
-            relative_threshold: Fraction of each neuron's largest ``|mask|`` entry.
+            relative_threshold: Fraction of each neuron's largest effective mask entry (in magnitude).
 
         Returns:
             The fraction of mask entries kept.
@@ -195,7 +195,8 @@ class FactorizedReadout(Readout):
         if not 0.0 <= relative_threshold < 1.0:
             raise ValueError(f"FactorizedReadout: relative_threshold must be in [0, 1); got {relative_threshold}.")
         mask = keras.ops.convert_to_numpy(self.mask)
-        magnitude = np.abs(mask)
+        # Of the effective mask: a negative entry of a "relu" mask reads nothing, whatever its size.
+        magnitude = np.abs(keras.ops.convert_to_numpy(self.effective_mask()))
         keep = magnitude >= relative_threshold * magnitude.max(axis=0, keepdims=True)
         self.mask.assign(np.where(keep, mask, 0.0).astype(mask.dtype))
         return float(keep.mean())
@@ -205,10 +206,11 @@ class FactorizedReadout(Readout):
 
         Returns:
             ``(N, 2)`` float array of (row, column) in grid cells: the peak of
-            ``|mask|``, refined to sub-cell precision.
+            the effective mask's magnitude (a negative entry of a ``"relu"``
+            mask reads nothing), refined to sub-cell precision.
         """
         height, width = self.grid_shape
-        masks = np.abs(keras.ops.convert_to_numpy(self.mask)).T.reshape(self.n_neurons, height, width)
+        masks = np.abs(keras.ops.convert_to_numpy(self.effective_mask())).T.reshape(self.n_neurons, height, width)
         return peak_positions(masks)
 
     def channel_weights(self) -> np.ndarray:
