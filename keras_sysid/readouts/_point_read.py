@@ -141,13 +141,14 @@ def _block_layout(cells, n_cells: int, block_size: int):
     block_ends = ops.cast(ops.cumsum(blocks_per_cell), "int32")
     first_block = block_ends - blocks_per_cell
     rank = ops.arange(n_corners, dtype="int32") - ops.take(first, sorted_cells)  # rank within its cell
+    # Strictly increasing: blocks follow the cells' order, slots the ranks. So both
+    # maps below are gathers and searches, never scatters (Keras' PyTorch scatter
+    # loops in Python).
     sorted_slots = (ops.take(first_block, sorted_cells) + rank // block_size) * block_size + rank % block_size
-    slot_of_corner = ops.scatter(ops.expand_dims(order, 1), sorted_slots, (n_corners,))
-    # Shifted by one so that the scatter's zeros mark empty slots.
-    corner_of_slot = ops.scatter(
-        ops.expand_dims(slot_of_corner, 1), ops.arange(1, n_corners + 1, dtype="int32"), (n_blocks * block_size,)
-    ) - 1
-    corner_of_slot = ops.where(corner_of_slot < 0, n_corners, corner_of_slot)
+    slot_of_corner = ops.take(sorted_slots, ops.cast(ops.argsort(order), "int32"))
+    slot_ids = ops.arange(n_blocks * block_size, dtype="int32")
+    found = ops.minimum(ops.cast(ops.searchsorted(sorted_slots, slot_ids, side="left"), "int32"), n_corners - 1)
+    corner_of_slot = ops.where(ops.take(sorted_slots, found) == slot_ids, ops.take(order, found), n_corners)
     block_ids = ops.arange(n_blocks, dtype="int32")
     block_cell = ops.minimum(ops.cast(ops.searchsorted(block_ends, block_ids, side="right"), "int32"), n_cells - 1)
     return slot_of_corner, corner_of_slot, block_cell, n_blocks
