@@ -48,8 +48,7 @@ def test_pruned_copy_predicts_what_the_dense_model_predicts(readout):
     assert copy.readout.flops_per_image() < model.readout.flops_per_image()
     images = _images()
     np.testing.assert_allclose(copy.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-5, atol=1e-5)
-    if readout.get("mask_positivity") != "relu":  # FactorizedReadout's positions read |mask|, not relu(mask)
-        np.testing.assert_allclose(copy.readout.rf_positions(), model.readout.rf_positions())
+    np.testing.assert_allclose(copy.readout.rf_positions(), model.readout.rf_positions())
     np.testing.assert_allclose(copy.readout.channel_weights(), model.readout.channel_weights())
     np.testing.assert_array_equal(copy.readout.dense_mask(), keras.ops.convert_to_numpy(model.readout.effective_mask()))
 
