@@ -64,7 +64,7 @@ def _steps_for(n_neurons: int) -> int:
     return _STEPS.value if n_neurons <= 20000 else max(3, _STEPS.value * 20000 // n_neurons)
 
 
-def _row_text(backend, label, row, rate, core_rate):
+def _row_text(backend, label, row, core_rate):
     return (
         f"{backend:>10} {label:>15} {row['n_neurons']:>8} {str(row['jit_compile']):>5} {row['precision']:>14} "
         f"{row['train_images_per_s']:>11} {row['train_gflops_per_image']:>9.4g} {100 * row['utilisation']:>6.1f} "
@@ -121,7 +121,7 @@ def main(argv):
                     core_rate = core_rate or row["train_images_per_s"]
                     row["fraction_of_core_alone"] = round(row["train_images_per_s"] / core_rate, 3)
                     rows.append(row)
-                    print(_row_text(backend, label, row, rate, core_rate), flush=True)
+                    print(_row_text(backend, label, row, core_rate), flush=True)
     pipeline = None
     if _DATA.value:
         pipeline = benchmark.benchmark_input_pipeline(_DATA.value, _BATCH_SIZE.value)
