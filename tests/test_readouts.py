@@ -283,3 +283,16 @@ def test_a_relu_masks_negative_entries_neither_place_nor_keep_a_neuron():
     layer.prune_mask(0.01)
     kept = keras.ops.convert_to_numpy(layer.mask)[:, 0]
     assert kept[12] == 1.0 and kept[13] == 0.0 and kept[3] == 0.0
+
+
+def test_fixed_mask_positions_stay_float32_under_a_mixed_policy():
+    layer = readouts.FixedMaskReadout(1, mask_sigma=1.0, l1=0.0, dtype="mixed_bfloat16")
+    layer.build((None, 40, 60, 2))
+    # bfloat16 has no 20.1: its neighbours there are 20.0 and 20.125.
+    layer.set_positions([[20.1, 30.0]])
+    layer.features.assign(np.array([[1.0], [0.0]], "float32"))
+    # Channel 0 holds (row - 20), so the drive is the mask's centre row minus 20.
+    x = np.zeros((1, 40, 60, 2), "float32")
+    x[0, :, :, 0] = (np.arange(40) - 20.0)[:, None]
+    drive = float(keras.ops.convert_to_numpy(keras.ops.cast(layer(x), "float32"))[0, 0])
+    assert abs(drive - 0.1) < 0.01

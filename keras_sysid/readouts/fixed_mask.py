@@ -65,6 +65,8 @@ class FixedMaskReadout(LocatedFeatureReadout):
             initializer=keras.initializers.Constant(np.tile(centre, (self.n_neurons, 1))),
             trainable=False,
             name="positions",
+            # Float32 under a mixed policy too: bfloat16 would move a position by up to 1/8 cell.
+            autocast=False,
         )
 
     def set_positions(self, positions) -> None:
@@ -84,13 +86,14 @@ class FixedMaskReadout(LocatedFeatureReadout):
         """The fixed masks, ``(H * W, N)``, each summing to 1."""
         del training  # the mask does not depend on it
         height, width = self.grid_shape
-        positions = ops.cast(self.positions, dtype)
-        rows = ops.cast(ops.arange(height), dtype)[:, None] - positions[None, :, 0]
-        columns = ops.cast(ops.arange(width), dtype)[:, None] - positions[None, :, 1]
+        # Computed in the positions' float32, then cast: the mask, not the positions, is rounded.
+        positions = self.positions
+        rows = ops.cast(ops.arange(height), positions.dtype)[:, None] - positions[None, :, 0]
+        columns = ops.cast(ops.arange(width), positions.dtype)[:, None] - positions[None, :, 1]
         scale = -0.5 / self.mask_sigma**2
         mask = ops.exp(scale * ops.square(rows))[:, None, :] * ops.exp(scale * ops.square(columns))[None, :, :]
         mask = ops.reshape(mask, (height * width, self.n_neurons))
-        return mask / ops.sum(mask, axis=0, keepdims=True)
+        return ops.cast(mask / ops.sum(mask, axis=0, keepdims=True), dtype)
 
     def rf_positions(self) -> np.ndarray:
         """The fixed ``(N, 2)`` (row, column) positions, in grid cells."""
