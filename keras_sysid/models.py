@@ -405,6 +405,11 @@ def build_model(
 PRUNED_READOUT_MAX_DENSITY = 0.2
 
 
+def _mask_density(readout) -> float:
+    """Fraction of a factorized readout's effective mask entries that are non-zero."""
+    return float(np.mean(ops.convert_to_numpy(readout.effective_mask()) != 0))
+
+
 def with_pruned_readout(
     model: SystemIdentificationModel, max_density: float = PRUNED_READOUT_MAX_DENSITY
 ) -> SystemIdentificationModel:
@@ -446,7 +451,7 @@ def with_pruned_readout(
             f"with_pruned_readout: the {keras.backend.backend()} backend has no sparse matmul here, so a pruned "
             "readout would be no faster than the dense one; use the TensorFlow backend."
         )
-    density = float(np.mean(ops.convert_to_numpy(readout.effective_mask()) != 0))
+    density = _mask_density(readout)
     if density > max_density:
         raise ValueError(
             f"with_pruned_readout: {density:.1%} of the readout's mask entries are non-zero, more than "
@@ -487,5 +492,5 @@ def for_inference(model: keras.Model) -> keras.Model:
     readout = getattr(model, "readout", None)
     if keras.backend.backend() != "tensorflow" or not isinstance(readout, readouts.FactorizedReadout):
         return model
-    density = float(np.mean(ops.convert_to_numpy(readout.effective_mask()) != 0))
+    density = _mask_density(readout)
     return with_pruned_readout(model) if density <= PRUNED_READOUT_MAX_DENSITY else model

@@ -151,10 +151,13 @@ class PrunedMaskReadout(Readout):
     def drive(self, feature_maps, training=False):
         if keras.backend.backend() == "tensorflow" and _csr_matrix_ops() is not None:
             return _sparse_drive_tensorflow(feature_maps, self.indices, self.mask_values, self.features)
-        # Elsewhere: the entries scattered into the dense mask, then the dense contraction.
+        # Elsewhere: the entries summed into the dense mask, then the dense contraction. A segment
+        # sum over flat indices, not ops.scatter, which Keras' PyTorch backend runs as a Python loop.
         height, width, _ = feature_maps.shape[1:]
-        mask = ops.scatter(self.indices, self.mask_values, (height * width, self.n_neurons))
-        return masked_readout(feature_maps, mask, self.features)
+        n_slots = height * width * self.n_neurons
+        flat = self.indices[:, 0] * self.n_neurons + self.indices[:, 1]
+        mask = ops.segment_sum(self.mask_values, flat, num_segments=n_slots)
+        return masked_readout(feature_maps, ops.reshape(mask, (height * width, self.n_neurons)), self.features)
 
     def dense_mask(self) -> np.ndarray:
         """The mask as a dense ``(H * W, N)`` array (zero off the stored entries)."""
