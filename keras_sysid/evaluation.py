@@ -89,16 +89,20 @@ def evaluate_model(model, data, tier: str = "test", batch_size: int = 256) -> Re
 
     Args:
         model: Maps ``(batch, H, W, 1)`` images in the data's units to
-            ``(batch, N)`` responses in the data's units.
+            ``(batch, N)`` responses in the data's units; a model whose
+            ``input_names`` ask for more (behaviour, pupil centre) gets them
+            from ``data`` (:meth:`~keras_sysid.data.StaticData.model_inputs`),
+            or a :class:`~keras_sysid.data.static.StaticDataError` says the data lacks them.
         data: The data set; its neuron count must match the model's.
         tier: Tier with repeated presentations (default ``"test"``).
         batch_size: Prediction batch size.
     """
-    images, responses = data.tier(tier)
+    responses = data.responses[data.indices(tier)]
     n_model = getattr(model, "n_neurons", None)
     if n_model is not None and n_model != data.n_neurons:
         raise ValueError(f"The model predicts {n_model} neurons but the data {data.name!r} holds {data.n_neurons}.")
-    predictions = model.predict(images, batch_size=batch_size, verbose=0)
+    inputs = data.model_inputs(tier, getattr(model, "input_names", ("images",)))
+    predictions = model.predict(inputs, batch_size=batch_size, verbose=0)
     selected = data.indices(tier)
     position = {trial: row for row, trial in enumerate(selected)}
     groups = [np.array([position[t] for t in group]) for group in data.repeat_groups(tier)]

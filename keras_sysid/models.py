@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sysid import cores, positions, readouts, validation
+from keras_sysid import behavior, cores, positions, readouts, validation
 from keras_sysid.distribute import MultiWorkerSafeTrainSteps
 
 
@@ -49,8 +49,26 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
     so it takes images and predicts responses in the data's own units, and a
     saved model needs no side files.
 
+    Optionally the model also takes the animal's state, each part switched on
+    by its argument (the SENSORIUM+ baseline's parts):
+
+    - ``behavior_channels``: the standardised behaviour variables become
+      constant extra input channels of the core;
+    - ``shifter``: a :class:`~keras_sysid.behavior.Shifter` maps the
+      standardised pupil centre to a per-trial shift of every neuron's read
+      position (:func:`~keras_sysid.behavior.translate_feature_maps`);
+    - ``modulator``: a :class:`~keras_sysid.behavior.GainModulator` maps the
+      standardised behaviour to a positive gain on each neuron's rate.
+
+    Such a model takes a dict ``{"images", "behavior", "pupil_center"}`` (the
+    keys of :attr:`input_names`); an image-only model takes images, or a dict
+    whose other entries it ignores. Behaviour and pupil centre are
+    standardised inside the model with train-tier statistics given at
+    construction, so it takes them in the data's units.
+
     ``fit``, ``evaluate`` and ``predict`` check array inputs first (shape,
-    dtype, NaN/inf, neuron count) and raise a ``ValueError`` naming the problem.
+    dtype, NaN/inf, neuron count, missing behaviour) and raise a
+    ``ValueError`` naming the problem.
 
     Args:
         core: Any layer mapping ``(batch, H, W, C)`` images to feature maps.
@@ -60,9 +78,20 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
         nonlinearity: ``"softplus"`` (the paper's) or ``"elu_plus_one"``.
         image_mean: Subtracted from the images before the core.
         image_std: Images are divided by it after the mean is subtracted.
+        behavior_channels: Feed the behaviour to the core as extra channels.
+        shifter: A layer ``(batch, n_pupil) -> (batch, 2)`` shift in grid
+            cells (a :class:`~keras_sysid.behavior.Shifter`), or ``None``.
+        modulator: A layer ``(batch, n_behavior) -> (batch, N)`` positive
+            gains (a :class:`~keras_sysid.behavior.GainModulator`), or ``None``.
+        behavior_stats: ``{"mean": [...], "std": [...]}`` of the behaviour
+            variables on the train tier; needed with ``behavior_channels`` or
+            a ``modulator``.
+        pupil_stats: The same for the pupil centre; needed with a ``shifter``.
 
     Input shape:
-        ``(batch, H, W, C)`` images, float.
+        ``(batch, H, W, C)`` images, float; or a dict with ``"images"`` and,
+        as the model needs them, ``"behavior"`` ``(batch, n_behavior)`` and
+        ``"pupil_center"`` ``(batch, n_pupil)``.
 
     Output shape:
         ``(batch, n_neurons)`` non-negative predicted responses.
@@ -82,6 +111,11 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
         nonlinearity: str = "softplus",
         image_mean: float = 0.0,
         image_std: float = 1.0,
+        behavior_channels: bool = False,
+        shifter: keras.layers.Layer | None = None,
+        modulator: keras.layers.Layer | None = None,
+        behavior_stats: dict | None = None,
+        pupil_stats: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -103,19 +137,42 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
         self.image_mean = float(image_mean)
         self.image_std = float(image_std)
         self._nonlinearity_fn = OUTPUT_NONLINEARITIES[nonlinearity][0]
+        self.behavior_channels = bool(behavior_channels)
+        self.shifter = shifter
+        self.modulator = modulator
+        uses_behavior = self.behavior_channels or modulator is not None
+        self.behavior_stats = _checked_stats(behavior_stats, "behavior_stats", uses_behavior,
+                                             "behavior_channels or a modulator")
+        self.pupil_stats = _checked_stats(pupil_stats, "pupil_stats", shifter is not None, "a shifter")
+        self.input_names = ("images",) + (("behavior",) if uses_behavior else ()) + (
+            ("pupil_center",) if shifter is not None else ())
         self.build((None,) + image_shape)
 
     @property
     def n_neurons(self) -> int:
         return int(self.readout.n_neurons)
 
+    @property
+    def takes_state(self) -> bool:
+        """Whether the model needs more than images (a dict input)."""
+        return len(self.input_names) > 1
+
     def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["images"]
         self._check_image_shape(tuple(input_shape))
+        core_input = tuple(input_shape)
+        if self.behavior_channels:
+            core_input = core_input[:-1] + (core_input[-1] + len(self.behavior_stats["mean"]),)
         if not self.core.built:
-            self.core.build(input_shape)
-        grid_shape = tuple(self.core.compute_output_shape(input_shape))
+            self.core.build(core_input)
+        grid_shape = tuple(self.core.compute_output_shape(core_input))
         if not self.readout.built:
             self.readout.build(grid_shape)
+        if self.shifter is not None and not self.shifter.built:
+            self.shifter.build((None, len(self.pupil_stats["mean"])))
+        if self.modulator is not None and not self.modulator.built:
+            self.modulator.build((None, len(self.behavior_stats["mean"])))
         self.grid_shape = grid_shape[1:3]
         self.response_scale = self.add_weight(
             shape=(self.n_neurons,), initializer="ones", trainable=False, name="response_scale"
@@ -128,12 +185,51 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
                 f"Images must have shape (batch, {', '.join(map(str, self.image_shape))}); got {shape}."
             )
 
-    def call(self, images, training=False):
+    def _split_inputs(self, inputs):
+        """``(images, standardised behaviour or None, standardised pupil centre or None)``."""
+        if isinstance(inputs, dict):
+            missing = [name for name in self.input_names if name not in inputs]
+            if missing:
+                raise ValueError(self._missing_inputs_message(missing, list(inputs)))
+            images = inputs["images"]
+        else:
+            if self.takes_state:
+                raise ValueError(self._missing_inputs_message(list(self.input_names[1:]), ["images"]))
+            images = inputs
+
+        def standardised(name, stats):
+            if name not in self.input_names:
+                return None
+            values = ops.cast(inputs[name], "float32")
+            mean = ops.convert_to_tensor(np.asarray(stats["mean"], "float32"))
+            std = ops.convert_to_tensor(np.asarray(stats["std"], "float32"))
+            return (values - mean) / std
+
+        return images, standardised("behavior", self.behavior_stats), standardised("pupil_center", self.pupil_stats)
+
+    def _missing_inputs_message(self, missing, given) -> str:
+        return (
+            f"This model needs {', '.join(repr(m) for m in missing)} besides the images: it takes a dict with keys "
+            f"{list(self.input_names)}; got {given}. Give a data set that has them (e.g. data/behavior/ and "
+            "data/pupil_center/ of a static*-preproc0 tree)."
+        )
+
+    def call(self, inputs, training=False):
+        images, behavior_values, pupil = self._split_inputs(inputs)
         self._check_image_shape(tuple(images.shape))
         x = (ops.cast(images, self.compute_dtype) - self.image_mean) / self.image_std
+        if self.behavior_channels:
+            # Constant maps: every pixel of channel k holds behaviour variable k.
+            planes = ops.ones_like(x[..., :1]) * ops.cast(behavior_values, x.dtype)[:, None, None, :]
+            x = ops.concatenate([x, planes], axis=-1)
         features = self.core(x, training=training)
+        if self.shifter is not None:
+            features = behavior.translate_feature_maps(features, self.shifter(pupil))
         drive = self.readout(features, training=training)
-        return self._nonlinearity_fn(drive) * ops.cast(self.response_scale, drive.dtype)
+        rates = self._nonlinearity_fn(drive) * ops.cast(self.response_scale, drive.dtype)
+        if self.modulator is not None:
+            rates = rates * ops.cast(self.modulator(behavior_values), rates.dtype)
+        return rates
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.n_neurons)
@@ -141,14 +237,33 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
     # -- input checks at the array boundary ------------------------------------
 
     def _check_arrays(self, x, y=None, what="data"):
-        n_images = validation.check_images(x, self.image_shape, name=f"{what} images")
+        if isinstance(x, dict) or self.takes_state:
+            n_images = self._check_input_dict(x, what)
+        else:
+            n_images = validation.check_images(x, self.image_shape, name=f"{what} images")
         if y is not None:
             validation.check_responses(y, self.n_neurons, n_images, name=f"{what} responses")
+
+    def _check_input_dict(self, x, what) -> int | None:
+        if not isinstance(x, dict):
+            if validation.is_array_like(x):
+                raise ValueError(self._missing_inputs_message(list(self.input_names[1:]), ["images"]))
+            return None  # a dataset or generator: its pipeline checked it
+        missing = [name for name in self.input_names if name not in x]
+        if missing:
+            raise ValueError(self._missing_inputs_message(missing, list(x)))
+        n_images = validation.check_images(x["images"], self.image_shape, name=f"{what} images")
+        sizes = {"behavior": self.behavior_stats, "pupil_center": self.pupil_stats}
+        for name in self.input_names[1:]:
+            validation.check_trial_variables(
+                x[name], len(sizes[name]["mean"]), n_images, name=f"{what} {name}"
+            )
+        return n_images
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_arrays(x, y, "training")
         validation_data = kwargs.get("validation_data")
-        if isinstance(validation_data, tuple) and len(validation_data) >= 2:
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
             self._check_arrays(validation_data[0], validation_data[1], "validation")
         return super().fit(x, y, *args, **kwargs)
 
@@ -330,7 +445,7 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
         return zoo.save(self, folder, card, card_text)
 
     def get_config(self):
-        return {
+        config = {
             "name": self.name,
             "core": keras.saving.serialize_keras_object(self.core),
             "readout": keras.saving.serialize_keras_object(self.readout),
@@ -339,13 +454,56 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
             "image_mean": self.image_mean,
             "image_std": self.image_std,
         }
+        # Written only when used, so image-only models keep today's config files.
+        if self.behavior_channels:
+            config["behavior_channels"] = True
+        for name in ("shifter", "modulator"):
+            if getattr(self, name) is not None:
+                config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+        for name in ("behavior_stats", "pupil_stats"):
+            if getattr(self, name) is not None:
+                config[name] = getattr(self, name)
+        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["core"] = keras.saving.deserialize_keras_object(config["core"])
-        config["readout"] = keras.saving.deserialize_keras_object(config["readout"])
+        for name in ("core", "readout", "shifter", "modulator"):
+            if config.get(name) is not None:
+                config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
+
+
+def _checked_stats(stats, name: str, needed: bool, needed_by: str) -> dict | None:
+    """``{"mean": [...], "std": [...]}`` as float lists, or a ``ValueError`` naming the problem."""
+    if stats is None:
+        if needed:
+            raise ValueError(f"A model with {needed_by} needs {name} ({{'mean': [...], 'std': [...]}} of the train tier).")
+        return None
+    try:
+        mean = np.asarray(stats["mean"], dtype="float64").reshape(-1)
+        std = np.asarray(stats["std"], dtype="float64").reshape(-1)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{name} must be {{'mean': [...], 'std': [...]}}; got {stats!r}.") from None
+    if mean.shape != std.shape or mean.size == 0:
+        raise ValueError(f"{name}: 'mean' and 'std' must be non-empty and of equal length; got {mean.size} and {std.size}.")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise ValueError(f"{name}: 'mean' must be finite and 'std' positive and finite; got {stats!r}.")
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def variable_stats(values) -> dict:
+    """``{"mean", "std"}`` per column of ``(trials, variables)``, as ``build_model`` takes them.
+
+    A constant column gets ``std`` 1, so it standardises to zero instead of dividing by zero.
+    """
+    values = np.asarray(values, dtype="float64")
+    if values.ndim != 2 or len(values) == 0:
+        raise ValueError(f"variable_stats needs a non-empty (trials, variables) array; got shape {values.shape}.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("variable_stats: the values contain NaN or inf.")
+    std = values.std(axis=0)
+    return {"mean": values.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
 
 
 def build_model(
@@ -358,6 +516,11 @@ def build_model(
     image_std: float = 1.0,
     mean_responses=None,
     name: str = "sysid_model",
+    behavior_channels: bool = False,
+    shifter=None,
+    modulator=None,
+    behavior_stats: dict | None = None,
+    pupil_stats: dict | None = None,
 ) -> SystemIdentificationModel:
     """Builds a core + readout model from a small config.
 
@@ -376,6 +539,13 @@ def build_model(
         mean_responses: Optional ``(n_neurons,)`` mean training responses; the
             readout bias is set so the untrained model predicts them.
         name: Model name.
+        behavior_channels: Feed the behaviour to the core as extra channels.
+        shifter: ``None``, a layer, or a dict of :class:`~keras_sysid.behavior.Shifter`
+            arguments (``{}`` for its defaults).
+        modulator: ``None``, a layer, or a dict of
+            :class:`~keras_sysid.behavior.GainModulator` arguments (``n_neurons`` is filled in).
+        behavior_stats, pupil_stats: Train-tier ``{"mean", "std"}`` of the
+            behaviour and pupil centre (:func:`variable_stats`), as needed.
 
     Returns:
         A built :class:`SystemIdentificationModel` (not compiled).
@@ -384,6 +554,10 @@ def build_model(
     readout_layer = readouts.get(readout if readout is not None else "factorized", n_neurons=n_neurons, name="readout")
     if getattr(readout_layer, "n_neurons", n_neurons) != n_neurons:
         raise ValueError(f"The readout predicts {readout_layer.n_neurons} neurons but n_neurons={n_neurons}.")
+    if isinstance(shifter, dict):
+        shifter = behavior.Shifter(**shifter, name="shifter")
+    if isinstance(modulator, dict):
+        modulator = behavior.GainModulator(**{"n_neurons": n_neurons, **modulator}, name="modulator")
     model = SystemIdentificationModel(
         core_layer,
         readout_layer,
@@ -391,6 +565,11 @@ def build_model(
         nonlinearity=nonlinearity,
         image_mean=image_mean,
         image_std=image_std,
+        behavior_channels=behavior_channels,
+        shifter=shifter,
+        modulator=modulator,
+        behavior_stats=behavior_stats,
+        pupil_stats=pupil_stats,
         name=name,
     )
     if mean_responses is not None:

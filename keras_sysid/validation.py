@@ -25,6 +25,11 @@ def _as_checkable_array(values):
     return None
 
 
+def is_array_like(values) -> bool:
+    """Whether ``values`` is an array, tensor or nested list (not a dataset or generator)."""
+    return _as_checkable_array(values) is not None
+
+
 def _check_finite_numbers(array: np.ndarray, name: str) -> None:
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise ValueError(f"{name} must be numeric; got dtype {array.dtype}.")
@@ -84,6 +89,22 @@ def check_responses(responses, n_neurons: int | None = None, n_trials: int | Non
         raise ValueError(f"{name} are empty (0 trials).")
     if n_neurons is not None and array.shape[1] != n_neurons:
         raise ValueError(f"{name} have {array.shape[1]} neurons but the model predicts {n_neurons}.")
+    if n_trials is not None and array.shape[0] != n_trials:
+        raise ValueError(f"{name} have {array.shape[0]} trials but there are {n_trials} images.")
+    _check_finite_numbers(array, name)
+
+
+def check_trial_variables(values, n_variables: int, n_trials: int | None = None, name: str = "behavior") -> None:
+    """Checks a ``(trials, variables)`` array of per-trial state (behaviour, pupil centre).
+
+    Raises:
+        ValueError: Not array-like, wrong rank, variable or trial count, NaN/inf.
+    """
+    array = _as_checkable_array(values)
+    if array is None:
+        raise ValueError(f"{name} must be an array of shape (trials, {n_variables}); got {type(values).__name__}.")
+    if array.ndim != 2 or array.shape[1] != n_variables:
+        raise ValueError(f"{name} must have shape (trials, {n_variables}); got {array.shape}.")
     if n_trials is not None and array.shape[0] != n_trials:
         raise ValueError(f"{name} have {array.shape[0]} trials but there are {n_trials} images.")
     _check_finite_numbers(array, name)

@@ -313,11 +313,18 @@ def model_card(facts: dict) -> str:
         lines += ["## Provenance", ""]
         lines += [f"- **{key.replace('_', ' ')}**: {value}" for key, value in facts[PROVENANCE_KEY].items()]
         lines.append("")
-    lines += [
-        f"Load it with `keras_sysid.SystemIdentificationModel.from_preset(\"{name}\")` (or `keras_sysid.zoo.load`); "
-        "outside the shipped zoo, give the path of this folder.",
-        "",
-    ]
+    if "input_names" in facts:  # entries that may be ensembles or take more than images
+        lines += [f"Load it with `keras_sysid.zoo.load(\"{name}\")`; outside the shipped zoo, give the path of this folder."]
+        if len(facts["input_names"]) > 1:
+            lines += ["", f"It takes a dict with keys {facts['input_names']} (one row per trial), e.g. "
+                      f"`model.predict(data.model_inputs(\"test\", model.input_names))` for a `keras_sysid.data.StaticData`."]
+        lines.append("")
+    else:
+        lines += [
+            f"Load it with `keras_sysid.SystemIdentificationModel.from_preset(\"{name}\")` (or `keras_sysid.zoo.load`); "
+            "outside the shipped zoo, give the path of this folder.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -134,6 +134,10 @@ def _edit(tree, relative, value):
         (lambda t: _edit(t, "meta/neurons/unit_ids.npy", np.arange(3)), r"unit_ids.npy: describes 3 neurons.*holds 5"),
         (lambda t: _edit(t, "data/behavior/2.npy", np.array([{"a": 1}], dtype=object)), r"behavior/2.npy: holds Python objects"),
         (lambda t: open(os.path.join(t, "data/pupil_center/1.npy"), "wb").write(b"garbage"), r"pupil_center/1.npy: unreadable"),
+        (lambda t: _edit(t, "data/behavior/9.npy", np.array([1.0, np.nan, 0.0], "float32")), r"data/behavior: NaN or inf in trial 9"),
+        (lambda t: _edit(t, "data/behavior/3.npy", np.zeros(4, "float32")), r"behavior/3.npy: has shape \(4,\), but data/behavior/0.npy has \(3,\)"),
+        (lambda t: os.remove(os.path.join(t, "data/pupil_center/8.npy")), r"data/pupil_center.*missing \(first: 8.npy\)"),
+        (lambda t: _edit(t, "data/pupil_center/2.npy", np.array([np.inf, 1.0])), r"data/pupil_center: NaN or inf in trial 2"),
         (lambda t: os.remove(os.path.join(t, "meta/trials/tiers.npy")), r"meta/trials/tiers.npy is missing"),
         (lambda t: os.remove(os.path.join(t, "meta/trials/frame_image_id.npy")), r"frame_image_id.npy: file is missing"),
     ],
@@ -198,3 +202,30 @@ def test_fingerprint_is_of_content_not_of_source_or_name(tmp_path):
     assert load_static(folder).fingerprint() not in (fingerprint, changed)
     # A selection of trials is other data.
     assert load_static(zipped, tiers=["test"]).fingerprint() != fingerprint
+
+
+def test_model_inputs_and_pipelines_carry_behaviour(tree):
+    data = load_static(tree)
+    train = data.indices("train")
+    np.testing.assert_array_equal(data.model_inputs("train"), data.images[train])
+    names = ("images", "behavior", "pupil_center")
+    inputs = data.model_inputs("train", names)
+    assert sorted(inputs) == sorted(names)
+    np.testing.assert_array_equal(inputs["behavior"], data.behavior[train])
+    (batch, responses), = data.dataset("validation", batch_size=64, inputs=names).take(1)
+    assert batch["behavior"].shape == (4, 3) and batch["pupil_center"].shape == (4, 2) and responses.shape == (4, N_NEURONS)
+    stream = data.epoch_stream("train", batch_size=4, inputs=names)
+    for batch, _ in stream.dataset().take(stream.steps_per_epoch):
+        # Each batch's behaviour belongs to its own images.
+        for image, behavior in zip(batch["images"].numpy(), batch["behavior"].numpy()):
+            trial = train[np.flatnonzero((data.images[train] == image).all(axis=(1, 2, 3)))[0]]
+            np.testing.assert_array_equal(behavior, data.behavior[trial])
+
+
+def test_model_inputs_name_the_missing_variable(tree):
+    shutil.rmtree(os.path.join(tree, "data", "behavior"))
+    data = load_static(tree)
+    assert data.behavior is None and data.pupil_center is not None
+    with pytest.raises(StaticDataError, match=r"has no behavior \(no data/behavior/ files\)"):
+        data.model_inputs("test", ("images", "behavior"))
+    assert data.model_inputs("test", ("images", "pupil_center"))["pupil_center"].shape == (6, 2)

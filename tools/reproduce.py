@@ -20,6 +20,12 @@ Examples:
   python tools/reproduce.py --experiment mouse_v1 --data DATA.zip \
       --models factorized,lnp --max_epochs 5 --out runs/quick
 
+  # The road to the best mouse V1 model: Lurz core, cortex-predicted positions,
+  # behaviour channels, shifter, modulator (each on top of the last), then an
+  # ensemble of the best on validation and the factorized readout with a shifter.
+  # Test scores are computed once, after every fit. Hours on 2 CPU cores; resumable.
+  python tools/reproduce.py --experiment mouse_v1_sota --data DATA.zip
+
   # Fig. 5e: readouts on the nonlinear ground truth with 4, 8 and 16 cell types.
   python tools/reproduce.py --experiment synthetic_types
 """
@@ -32,18 +38,27 @@ import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Kera
 from absl import app, flags
 
 from keras_sysid.data.static import StaticDataError
-from keras_sysid.experiments import comparison
-from keras_sysid.experiments.presets import RIVALS, SYNTHETIC_READOUTS, FitSettings, SyntheticTypesSettings
+from keras_sysid.experiments import comparison, mouse_v1_sota
+from keras_sysid.experiments.presets import (
+    RIVALS,
+    SOTA_VARIANTS,
+    SYNTHETIC_READOUTS,
+    FitSettings,
+    SyntheticTypesSettings,
+)
 from keras_sysid.resume import BackupError
 
-_EXPERIMENT = flags.DEFINE_enum("experiment", None, ["mouse_v1", "synthetic_types"], "Which comparison.", required=True)
+_EXPERIMENT = flags.DEFINE_enum(
+    "experiment", None, ["mouse_v1", "mouse_v1_sota", "synthetic_types"], "Which comparison.", required=True
+)
 _DATA = flags.DEFINE_string("data", None, "mouse_v1: a static*-preproc0 zip file or folder.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default runs/<experiment>).")
 _MODELS = flags.DEFINE_list(
     "models", None,
-    f"mouse_v1: rivals to fit, of {list(RIVALS)}; synthetic_types: readouts, of "
-    f"{list(SYNTHETIC_READOUTS)}. Default: all.",
+    f"mouse_v1: rivals to fit, of {list(RIVALS)}; mouse_v1_sota: variants, of {list(SOTA_VARIANTS)}; "
+    f"synthetic_types: readouts, of {list(SYNTHETIC_READOUTS)}. Default: all.",
 )
+_ENSEMBLE_SIZE = flags.DEFINE_integer("ensemble_size", 5, "mouse_v1_sota: members of the ensemble of the best variant.")
 _MAX_EPOCHS = flags.DEFINE_integer("max_epochs", None, "Upper bound on epochs per model (default per experiment).")
 _N_TYPES = flags.DEFINE_list("n_types", ["4", "8", "16"], "synthetic_types: numbers of cell types.")
 _N_TRAIN = flags.DEFINE_integer("n_train", SyntheticTypesSettings.n_train, "synthetic_types: training images.")
@@ -60,17 +75,24 @@ def main(argv):
     del argv
     _keras_backend.check()
     out = _OUT.value or f"runs/{_EXPERIMENT.value}"
-    if _EXPERIMENT.value == "mouse_v1":
+    if _EXPERIMENT.value in ("mouse_v1", "mouse_v1_sota"):
         if not _DATA.value:
-            raise app.UsageError("--experiment mouse_v1 needs --data (a static*-preproc0 zip or folder).")
+            raise app.UsageError(f"--experiment {_EXPERIMENT.value} needs --data (a static*-preproc0 zip or folder).")
         settings = FitSettings(seed=_SEED.value)
         if _MAX_EPOCHS.value:
             settings.max_epochs = _MAX_EPOCHS.value
-        run = functools.partial(
-            comparison.run_mouse_v1, _DATA.value, out, models=_MODELS.value or tuple(RIVALS), settings=settings,
-            overwrite=_OVERWRITE.value,
-        )
-        columns = comparison.TABLE_COLUMNS
+        if _EXPERIMENT.value == "mouse_v1":
+            run = functools.partial(
+                comparison.run_mouse_v1, _DATA.value, out, models=_MODELS.value or tuple(RIVALS), settings=settings,
+                overwrite=_OVERWRITE.value,
+            )
+            columns = comparison.TABLE_COLUMNS
+        else:
+            run = functools.partial(
+                mouse_v1_sota.run_mouse_v1_sota, _DATA.value, out, variants=_MODELS.value or tuple(SOTA_VARIANTS),
+                settings=settings, ensemble_size=_ENSEMBLE_SIZE.value, overwrite=_OVERWRITE.value,
+            )
+            columns = mouse_v1_sota.TABLE_COLUMNS
     else:
         settings = SyntheticTypesSettings(
             n_types=tuple(int(n) for n in _N_TYPES.value), n_train=_N_TRAIN.value, image_size=_IMAGE_SIZE.value,

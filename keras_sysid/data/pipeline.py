@@ -64,7 +64,9 @@ class EpochStream:
     in place of a dataset.
 
     Args:
-        images: ``(n, H, W, C)`` array.
+        images: ``(n, H, W, C)`` array, or a dict of per-trial arrays with an
+            ``"images"`` entry (e.g. also ``"behavior"`` ``(n, 3)``), which the
+            batches then carry as a dict.
         responses: ``(n, N)`` array.
         batch_size: Pairs per batch; each pass ends with its smaller remainder batch.
         seed: Shuffle seed.
@@ -79,11 +81,20 @@ class EpochStream:
     """
 
     def __init__(self, images, responses, batch_size: int = 64, seed: int = 0, passes_per_epoch: int = 1):
-        n_images = validation.check_images(images)
+        if isinstance(images, dict):
+            if "images" not in images:
+                raise ValueError(f"EpochStream: a dict of inputs needs an 'images' entry; got keys {sorted(images)}.")
+            n_images = validation.check_images(images["images"])
+            for name, values in images.items():
+                if name != "images":
+                    validation.check_trial_variables(values, np.shape(values)[-1], n_images, name=name)
+            self.images = {name: np.asarray(values, dtype="float32") for name, values in images.items()}
+        else:
+            n_images = validation.check_images(images)
+            self.images = np.asarray(images, dtype="float32")
         validation.check_responses(responses, n_trials=n_images)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-        self.images = np.asarray(images, dtype="float32")
         self.responses = np.asarray(responses, dtype="float32")
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -96,13 +107,15 @@ class EpochStream:
         """The endless stream of batches from the start of epoch ``first_epoch``.
 
         Returns:
-            ``tf.data.Dataset`` of ``((b, H, W, C) float32, (b, N) float32)``;
+            ``tf.data.Dataset`` of ``((b, H, W, C) float32, (b, N) float32)``
+            (a dict of inputs in place of the images if given one);
             ``steps_per_epoch`` batches make one epoch.
         """
         import tensorflow as tf
 
-        n_images, batch_size, seed = len(self.images), self.batch_size, self.seed
-        images, responses = tf.constant(self.images), tf.constant(self.responses)
+        n_images, batch_size, seed = len(self.responses), self.batch_size, self.seed
+        images = tf.nest.map_structure(tf.constant, self.images)
+        responses = tf.constant(self.responses)
 
         def epoch_batches(epoch):
             keys = tf.random.stateless_uniform([n_images], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
@@ -111,5 +124,7 @@ class EpochStream:
         first_pass = int(first_epoch) * self.passes_per_epoch
         batches = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max).flat_map(epoch_batches)
         return batches.map(
-            lambda rows: (tf.gather(images, rows), tf.gather(responses, rows)), num_parallel_calls=tf.data.AUTOTUNE
+            lambda rows: (tf.nest.map_structure(lambda values: tf.gather(values, rows), images),
+                          tf.gather(responses, rows)),
+            num_parallel_calls=tf.data.AUTOTUNE,
         ).prefetch(tf.data.AUTOTUNE)

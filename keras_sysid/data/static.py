@@ -202,6 +202,39 @@ class StaticData:
         selected = self.indices(tier)
         return self.images[selected], self.responses[selected]
 
+    def model_inputs(self, tier: str, names=("images",)):
+        """A tier's model input: its images, or a dict of the named per-trial arrays.
+
+        Args:
+            tier: A tier name.
+            names: What the model takes (``model.input_names``): ``("images",)``
+                gives the ``(n, H, W, 1)`` images; more names give a dict, e.g.
+                ``{"images", "behavior" (n, 3), "pupil_center" (n, 2)}``.
+
+        Raises:
+            StaticDataError: the data set lacks a requested variable (e.g. no
+                ``data/behavior/`` files); the message names it.
+        """
+        names = tuple(names)
+        selected = self.indices(tier)
+        if names == ("images",):
+            return self.images[selected]
+        inputs = {}
+        for name in names:
+            if name == "images":
+                inputs[name] = self.images[selected]
+            elif name in ("behavior", "pupil_center"):
+                values = getattr(self, name)
+                if values is None:
+                    raise StaticDataError(
+                        f"{self.name}: has no {name} (no data/{name}/ files), but the model takes {list(names)}. "
+                        f"Use a data set with data/{name}/, or an image-only model."
+                    )
+                inputs[name] = values[selected]
+            else:
+                raise ValueError(f"Unknown model input {name!r}; a static*-preproc0 tree has images, behavior, pupil_center.")
+        return inputs
+
     def image_statistics(self, tier: str = "train") -> tuple[float, float]:
         """Mean and standard deviation of all pixels of ``tier``'s images."""
         images = self.images[self.indices(tier)]
@@ -240,6 +273,7 @@ class StaticData:
         standardize_images: tuple[float, float] | None = None,
         cache: bool = True,
         drop_remainder: bool = False,
+        inputs=("images",),
     ):
         """A ``tf.data`` pipeline of ``(images, responses)`` batches of one tier.
 
@@ -255,21 +289,28 @@ class StaticData:
                 because models built by :mod:`keras_sysid` standardise inside.
             cache: Cache the pipeline after normalising.
             drop_remainder: Drop the last, smaller batch.
+            inputs: The model's ``input_names``; more than ``("images",)``
+                makes each batch's input a dict (see :meth:`model_inputs`).
 
         Returns:
-            ``tf.data.Dataset`` of ``((b, H, W, 1) float32, (b, N) float32)``.
+            ``tf.data.Dataset`` of ``((b, H, W, 1) float32, (b, N) float32)``,
+            or ``(dict, (b, N))`` for several inputs.
         """
         import tensorflow as tf  # TensorFlow stays at this edge of the module.
 
         selected = self.indices(tier)
-        dataset = tf.data.Dataset.from_tensor_slices((self.images[selected], self.responses[selected]))
+        model_inputs = self.model_inputs(tier, inputs)
+        dataset = tf.data.Dataset.from_tensor_slices((model_inputs, self.responses[selected]))
         scale = self._checked_scale(response_scale)
         if scale is not None or standardize_images is not None:
             mean, std = standardize_images if standardize_images is not None else (0.0, 1.0)
 
             def normalise(images, responses):
                 if standardize_images is not None:
-                    images = (images - mean) / std
+                    if isinstance(images, dict):
+                        images = {**images, "images": (images["images"] - mean) / std}
+                    else:
+                        images = (images - mean) / std
                 if scale is not None:
                     responses = responses / scale
                 return images, responses
@@ -282,14 +323,16 @@ class StaticData:
         return dataset.batch(int(batch_size), drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-    def epoch_stream(self, tier: str = "train", batch_size: int = 64, seed: int = 0, response_scale=None):
+    def epoch_stream(self, tier: str = "train", batch_size: int = 64, seed: int = 0, response_scale=None,
+                     inputs=("images",)):
         """A tier's shuffled batches as an :class:`~keras_sysid.data.pipeline.EpochStream`
-        (raw images; responses divided by ``response_scale`` when given), for
+        (raw images, or the dict of ``inputs`` as :meth:`model_inputs`;
+        responses divided by ``response_scale`` when given), for
         :func:`~keras_sysid.training.fit_with_schedule`: exact resume and distribution.
         """
         from keras_sysid.data.pipeline import EpochStream  # TensorFlow stays at this edge of the module.
 
-        images, responses = self.tier(tier)
+        images, responses = self.model_inputs(tier, inputs), self.responses[self.indices(tier)]
         scale = self._checked_scale(response_scale)
         if scale is not None:
             responses = responses / scale

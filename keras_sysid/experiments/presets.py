@@ -154,3 +154,24 @@ class FitSettings:
     n_decays: int = 2
     batch_size: int = 64
     seed: int = 0
+
+
+# -- mouse V1, state of the art (tools/reproduce.py --experiment mouse_v1_sota) --
+
+# Lurz et al. (2021)'s core: 4 layers of 64 channels, 9x9 then depth-separable
+# 7x7, squeeze-and-excitation, batch norm, ELU, Laplacian smoothness on the first layer.
+LURZ_CORE = {"type": "se2d", "channels": 64, "n_layers": 4, "input_kernel": 9, "hidden_kernel": 7, "smoothness": 0.01}
+_CORTEX_GAUSSIAN = {"type": "cortex_gaussian", "l1": 0.001, "init_sigma": 0.2, "hidden_units": [30]}
+
+# The ablation, in order: each variant adds one part to the one before it.
+# "gaussian" is today's rival (RIVALS["gaussian"]), fitted by the rivals code.
+SOTA_VARIANTS = {
+    "gaussian": {"rival": "gaussian"},
+    "lurz_core": {"core": LURZ_CORE, "readout": RIVALS["gaussian"]["readout"]},
+    "cortex_positions": {"core": LURZ_CORE, "readout": _CORTEX_GAUSSIAN},
+    "behavior_channels": {"core": LURZ_CORE, "readout": _CORTEX_GAUSSIAN, "behavior_channels": True},
+    "shifter": {"core": LURZ_CORE, "readout": _CORTEX_GAUSSIAN, "behavior_channels": True, "shifter": {}},
+    "modulator": {
+        "core": LURZ_CORE, "readout": _CORTEX_GAUSSIAN, "behavior_channels": True, "shifter": {}, "modulator": {},
+    },
+}

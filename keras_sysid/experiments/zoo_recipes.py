@@ -10,11 +10,14 @@ synthetic entries, against the known truth).
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import numpy as np
 
 from keras_sysid import evaluation, zoo
 from keras_sysid.data.static import load_static
+from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.presets import FitSettings, zoo_synthetic_config
 from keras_sysid.experiments.synthetic import run_synthetic
@@ -139,7 +142,82 @@ def synthetic_factorized(ground_truth: str):
     return model, facts, _card_text(facts)
 
 
+_INPUT_UNITS = {
+    "images": "images float32 (batch, 36, 64, 1), pixel values as stored in the data (0..255)",
+    "behavior": "behavior float32 (batch, 3): pupil dilation, its derivative, running speed, as in data/behavior/",
+    "pupil_center": "pupil_center float32 (batch, 2): pupil position in the eye camera, as in data/pupil_center/",
+}
+# Ablation variants whose model takes more than images.
+_STATE_VARIANTS = ("behavior_channels", "shifter", "modulator")
+
+
+def _inputs_fact(input_names) -> str:
+    if tuple(input_names) == ("images",):
+        return _INPUT_UNITS["images"]
+    return "a dict: " + "; ".join(_INPUT_UNITS[name] for name in input_names)
+
+
+def mouse_v1_sota(entry: str, data_path: str, run_folder: str):
+    """The best models of ``tools/reproduce.py --experiment mouse_v1_sota``, read from its output folder.
+
+    ``mouse_v1_ensemble``: the ensemble of the variant best on validation
+    (``choices.json``); ``mouse_v1_behavior``: the behaviour-aware variant best
+    on validation. Both are scored on the test tier here.
+
+    Returns:
+        ``(model, facts, card_text)``.
+    """
+    if not run_folder:
+        raise ValueError(f"{entry} needs --model: the output folder of tools/reproduce.py --experiment mouse_v1_sota.")
+    with open(os.path.join(run_folder, "choices.json")) as file:
+        choices = json.load(file)
+    data = load_static(data_path)
+    best = choices["best_variant"]
+    if entry == "mouse_v1_ensemble":
+        members = [best] + sorted(
+            name for name in os.listdir(run_folder) if name.startswith(f"{best}_seed") and
+            os.path.exists(os.path.join(run_folder, name, "results.json"))
+        )
+        model = Ensemble([zoo.load_any(os.path.join(run_folder, name, "model.keras")) for name in members],
+                         name="mouse_v1_ensemble")
+        description = (
+            f"The average of {len(members)} fits (seeds 0..{len(members) - 1}) of the '{best}' model of "
+            "keras_sysid.experiments.mouse_v1_sota, the variant best on the validation tier: predicts the "
+            "responses of 5335 mouse V1 neurons to grey-scale natural images."
+        )
+    else:
+        state = {name: value for name, value in choices["validation"].items() if name in _STATE_VARIANTS}
+        chosen = max(state, key=state.get)
+        model = zoo.load_any(os.path.join(run_folder, chosen, "model.keras"))
+        description = (
+            f"The '{chosen}' model of keras_sysid.experiments.mouse_v1_sota, the behaviour-aware variant best on "
+            "the validation tier (Lurz et al.'s core, cortex-predicted Gaussian readout positions, and the "
+            "animal's behaviour and eye position as inputs): predicts the responses of 5335 mouse V1 neurons."
+        )
+    scores = evaluation.evaluate_model(model, data, "test").summary()
+    facts = {
+        "name": entry,
+        "description": description,
+        "input": _inputs_fact(model.input_names),
+        "input_names": list(model.input_names),
+        "output": "responses float32 (batch, 5335), in the data's units (the published responses)",
+        "n_neurons": data.n_neurons,
+        "image_shape": list(data.image_shape),
+        "data": _MOUSE_DATA,
+        "neuron_ids": "unit_ids in meta/neurons/unit_ids.npy of the data set, in file order",
+        "citation": MOUSE_V1_CITATION,
+        "licence": MOUSE_V1_LICENCE,
+        "trained_with": f"python tools/reproduce.py --experiment mouse_v1_sota --data {data.name}.zip",
+        "evaluated_with": f"python tools/evaluate.py --model {entry} --data {data.name}.zip",
+        "chosen_on_validation": choices,
+        "metrics": scores,
+    }
+    return model, facts, _card_text({k: v for k, v in facts.items() if k != "chosen_on_validation"})
+
+
 RECIPES = {
+    "mouse_v1_ensemble": lambda args: mouse_v1_sota("mouse_v1_ensemble", args["data"], args.get("model")),
+    "mouse_v1_behavior": lambda args: mouse_v1_sota("mouse_v1_behavior", args["data"], args.get("model")),
     "mouse_v1_factorized": lambda args: mouse_v1("factorized", args["data"], args.get("model"), trained_with=args.get("trained_with")),
     "mouse_v1_gaussian": lambda args: mouse_v1("gaussian", args["data"], args.get("model"), trained_with=args.get("trained_with")),
     "synthetic_dog_groundtruth": lambda args: synthetic_groundtruth("dog"),

@@ -89,9 +89,13 @@ class GaussianReadout(LocatedFeatureReadout):
             autocast=False,
         )
 
+    def mean_positions(self):
+        """Each neuron's mean read position ``(N, 2)``, normalised coordinates (a free weight here)."""
+        return self.mu
+
     def positions(self, training=False):
         """Read positions in normalised coordinates, ``(N, 2)``: sampled in training."""
-        mu = self.mu
+        mu = self.mean_positions()
         if training:
             noise = keras.random.normal((self.n_neurons, 2), seed=self.seed_generator, dtype=mu.dtype)
             mu = mu + noise * ops.abs(self.sigma)[:, None]
@@ -126,7 +130,7 @@ class GaussianReadout(LocatedFeatureReadout):
     def rf_positions(self) -> np.ndarray:
         """``(N, 2)`` (row, column) of each neuron's mean position, in grid cells."""
         height, width = self.grid_shape
-        mu = np.clip(keras.ops.convert_to_numpy(self.mu), -1.0, 1.0)
+        mu = np.clip(keras.ops.convert_to_numpy(self.mean_positions()), -1.0, 1.0)
         return (mu + 1.0) * 0.5 * (np.array([height, width]) - 1.0)
 
     def get_config(self):

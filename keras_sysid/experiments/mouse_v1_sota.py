@@ -1,0 +1,271 @@
+"""The mouse V1 ablation towards the best model: ``tools/reproduce.py --experiment mouse_v1_sota``.
+
+Variants (:data:`~keras_sysid.experiments.presets.SOTA_VARIANTS`), each
+adding one part to the one before: today's Gaussian model; Lurz et al.'s core;
+cortex-predicted positions; behaviour as core channels; a shifter; a
+modulator. Then, chosen on the validation tier only: an ensemble of
+``ensemble_size`` fits of the best variant (seeds ``0..ensemble_size-1``), and
+the factorized readout with the best variant's settings and a shifter.
+
+The protocol is enforced by the order of work: every fit is stopped early
+and compared on the validation tier, and test scores are computed only
+when every fit is done, once, for the final table. Each fit is stored in
+``out/<name>/`` under its run key (data fingerprint, spec, settings, seed,
+backend) and resumes from ``out/<name>/backup`` when interrupted, as in
+:mod:`keras_sysid.experiments.comparison`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_sysid import evaluation, positions, readouts, zoo
+from keras_sysid.data.static import StaticDataError, load_static
+from keras_sysid.ensemble import Ensemble
+from keras_sysid.experiments import rivals
+from keras_sysid.experiments.comparison import (
+    _check_stored_fits,
+    _Planned,
+    _version,
+    _write_table,
+    check_scorable,
+)
+from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, FitSettings
+from keras_sysid.models import build_model, variable_stats
+from keras_sysid.resume import write_json_atomically
+from keras_sysid.training import fit_with_schedule
+
+TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "parameters", "minutes", "val_correlation")
+_CORTEX_KEY = "cell_motor_coordinates"
+
+
+def factorized_variant(spec: dict) -> dict:
+    """``spec`` (a variant) with the factorized readout of the rivals and a shifter."""
+    factorized = RIVALS["factorized"]
+    changed = {key: value for key, value in spec.items() if key != "readout"}
+    changed.update(readout=factorized["readout"], placement=factorized["placement"],
+                   learning_rate=factorized["learning_rate"], shifter=spec.get("shifter", {}))
+    return changed
+
+
+def needs(spec: dict) -> tuple[str, ...]:
+    """The data a variant's model takes: ``("images", ...)`` as ``model.input_names``."""
+    uses_behavior = bool(spec.get("behavior_channels")) or spec.get("modulator") is not None
+    return ("images",) + (("behavior",) if uses_behavior else ()) + (
+        ("pupil_center",) if spec.get("shifter") is not None else ())
+
+
+def build_variant(spec: dict, data, seed: int = 0, name: str = "sysid_model") -> keras.Model:
+    """Builds (does not fit) a variant for a :class:`~keras_sysid.data.StaticData`.
+
+    Image, behaviour and pupil statistics of the train tier go inside the
+    model; a cortex readout gets ``meta/neurons/cell_motor_coordinates``; a
+    variant with ``"placement": "envelope"`` starts each neuron at its
+    spike-triggered envelope.
+
+    Raises:
+        StaticDataError: the data lacks behaviour, pupil centre or cortical
+            coordinates the variant needs.
+    """
+    keras.utils.set_random_seed(seed)
+    train = data.indices("train")
+    inputs = data.model_inputs("train", needs(spec))  # raises if the data lacks a variable
+    scale = data.response_scale("train")
+    readout = dict(spec["readout"])
+    readout_class = readouts.registry()[readout["type"]]
+    if "seed" in inspect.signature(readout_class).parameters:
+        readout["seed"] = seed
+    cortex = readout["type"] == "cortex_gaussian"
+    if cortex and _CORTEX_KEY not in data.neurons:
+        raise StaticDataError(f"{data.name}: has no meta/neurons/{_CORTEX_KEY}.npy, which cortex-predicted positions need.")
+    image_mean, image_std = data.image_statistics("train")
+    model = build_model(
+        n_neurons=data.n_neurons, image_shape=data.image_shape, core=spec["core"], readout=readout,
+        image_mean=image_mean, image_std=image_std,
+        mean_responses=(data.responses[train] / scale).mean(axis=0), name=name,
+        behavior_channels=bool(spec.get("behavior_channels")), shifter=spec.get("shifter"),
+        modulator=spec.get("modulator"),
+        behavior_stats=variable_stats(inputs["behavior"]) if isinstance(inputs, dict) and "behavior" in inputs else None,
+        pupil_stats=(variable_stats(inputs["pupil_center"])
+                     if isinstance(inputs, dict) and "pupil_center" in inputs else None),
+    )
+    if cortex:
+        model.readout.set_cortical_coordinates(data.neurons[_CORTEX_KEY])
+    if spec.get("placement") == "envelope":
+        images = inputs["images"] if isinstance(inputs, dict) else inputs
+        model.place_neurons(positions.envelope_positions(images, data.responses[train]))
+    return model
+
+
+def variant_key(name: str, spec: dict, data, settings: FitSettings) -> dict:
+    """Everything that determines a variant's fit (the rivals' key for ``{"rival": ...}``)."""
+    if "rival" in spec:
+        return rivals.fit_key(spec["rival"], data, settings)
+    return {"experiment": "mouse_v1_sota", "variant": name, "spec": spec, "settings": dataclasses.asdict(settings),
+            "data": data.fingerprint(), "backend": keras.backend.backend()}
+
+
+def fit_variant(spec: dict, data, settings: FitSettings, name: str, verbose: int = 2, backup_dir=None, key=None):
+    """Builds and fits a variant on the train tier, stopping early on the validation tier.
+
+    Returns:
+        ``(model, info)``: ``info`` has ``epochs``, ``seconds`` (this call)
+        and ``val_correlation`` (the best epoch's).
+    """
+    if "rival" in spec:
+        return rivals.fit_rival(spec["rival"], data, settings, verbose=verbose, backup_dir=backup_dir)
+    start = time.perf_counter()
+    model = build_variant(spec, data, seed=settings.seed, name=name)
+    scale = data.response_scale("train")
+    history = fit_with_schedule(
+        model,
+        data.epoch_stream("train", settings.batch_size, seed=settings.seed, response_scale=scale,
+                          inputs=model.input_names),
+        data.dataset("validation", 256, response_scale=scale, inputs=model.input_names),
+        max_epochs=settings.max_epochs,
+        learning_rate=spec.get("learning_rate", settings.learning_rate),
+        patience=settings.patience,
+        n_decays=settings.n_decays,
+        verbose=verbose,
+        monitor="val_correlation",
+        backup_dir=backup_dir,
+        fingerprint=key,
+    )
+    model.set_response_scale(scale)
+    info = {"epochs": len(history.epoch), "seconds": round(time.perf_counter() - start, 1),
+            "best_val_correlation": float(np.max(history.history["val_correlation"]))}
+    return model, info
+
+
+def _plan(name, spec, data, settings, out) -> _Planned:
+    folder = os.path.join(out, name)
+    return _Planned(name, folder, os.path.join(folder, "results.json"), variant_key(name, spec, data, settings),
+                    backup_dir=os.path.join(folder, "backup"))
+
+
+def _fit_or_read(plan: _Planned, spec, data, settings, log, verbose) -> dict:
+    """The variant's stored fit record (fitting it first if needed): key, info, parameters."""
+    if os.path.exists(plan.results_path):
+        with open(plan.results_path) as file:
+            row = json.load(file)
+        log(f"  {plan.label}: already fitted, read {plan.results_path}")
+        return row
+    log(f"  fitting {plan.label} (max {settings.max_epochs} epochs, inputs {list(needs(spec)) if 'rival' not in spec else ['images']})")
+    model, info = fit_variant(spec, data, settings, plan.label, verbose=verbose, backup_dir=plan.backup_dir, key=plan.key)
+    os.makedirs(plan.folder, exist_ok=True)
+    model.save(os.path.join(plan.folder, "model.keras"))
+    row = {"model": plan.label, **info, "key": plan.key,
+           "data_name": data.name, "keras_sysid": _version()}
+    write_json_atomically(row, plan.results_path, indent=2)  # last: it marks the fit as finished
+    return row
+
+
+def _val_correlation(row: dict) -> float:
+    return float(row["best_val_correlation"])
+
+
+def run_mouse_v1_sota(
+    data_path: str,
+    out: str,
+    variants=tuple(SOTA_VARIANTS),
+    settings: FitSettings | None = None,
+    ensemble_size: int = 5,
+    verbose: int = 2,
+    log=print,
+    overwrite: bool = False,
+) -> list[dict]:
+    """Fits the ablation, chooses on the validation tier, then scores every row on test once.
+
+    Writes ``out/<name>/{model.keras,results.json}`` per fit, then
+    ``out/mouse_v1_sota.{json,csv}`` with test scores, parameters, minutes
+    and the best validation correlation per row, and
+    ``out/choices.json`` (what was chosen on validation, and why).
+
+    Args:
+        data_path: The ``static*-preproc0`` zip or folder.
+        out: Output folder.
+        variants: Keys of :data:`SOTA_VARIANTS`, in ablation order.
+        settings: Fit settings (:class:`FitSettings`; the seed is the first
+            ensemble member's, members ``k`` use ``seed + k``).
+        ensemble_size: Members of the ensemble of the best variant (0: none).
+        verbose: Keras verbosity.
+        log: Where progress lines go.
+        overwrite: Delete and refit stored fits of another key.
+
+    Returns:
+        The table's rows.
+    """
+    unknown = sorted(set(variants) - set(SOTA_VARIANTS))
+    if unknown:
+        raise ValueError(f"Unknown variants {unknown}; choose from {list(SOTA_VARIANTS)}.")
+    settings = settings or FitSettings()
+    data = load_static(data_path)
+    check_scorable(data, data_path)
+    for spec in (SOTA_VARIANTS[name] for name in variants):
+        if "rival" not in spec:
+            data.model_inputs("train", needs(spec))  # a missing variable fails now, not after hours of fits
+    log(f"read {data.name}: {data.n_trials} trials, {data.n_neurons} neurons (sha256 {data.fingerprint()})")
+    planned = {name: _plan(name, SOTA_VARIANTS[name], data, settings, out) for name in variants}
+    _check_stored_fits(list(planned.values()), overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
+    os.makedirs(out, exist_ok=True)
+
+    # 1. The ablation, on the validation tier.
+    records = {}
+    for index, name in enumerate(variants):
+        log(f"[{index + 1}/{len(variants)}] {name}")
+        records[name] = _fit_or_read(planned[name], SOTA_VARIANTS[name], data, settings, log, verbose)
+        log(f"  {name}: best validation correlation {_val_correlation(records[name]):.4f}")
+
+    # 2. Choices, on validation only.
+    best = max(variants, key=lambda name: _val_correlation(records[name]))
+    best_spec = SOTA_VARIANTS[best]
+    choices = {"best_variant": best, "by": "best validation single-trial correlation",
+               "validation": {name: _val_correlation(records[name]) for name in variants}}
+    write_json_atomically(choices, os.path.join(out, "choices.json"), indent=2)
+    log(f"best variant on validation: {best}")
+    extra = {}
+    if "rival" not in best_spec:
+        extra["factorized_shifter"] = factorized_variant(best_spec)
+    members = [best] + [f"{best}_seed{settings.seed + k}" for k in range(1, ensemble_size)] if ensemble_size > 1 else []
+    member_settings = {
+        member: dataclasses.replace(settings, seed=settings.seed + k) for k, member in enumerate(members)
+    }
+    later = {**{m: _plan(m, best_spec, data, member_settings[m], out) for m in members[1:]},
+             **{name: _plan(name, spec, data, settings, out) for name, spec in extra.items()}}
+    _check_stored_fits(list(later.values()), overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
+    for name, plan in later.items():
+        spec = extra.get(name, best_spec)
+        log(f"[extra] {name}")
+        records[name] = _fit_or_read(plan, spec, data, member_settings.get(name, settings), log, verbose)
+        log(f"  {name}: best validation correlation {_val_correlation(records[name]):.4f}")
+
+    # 3. Test scores, once, now that every choice is made.
+    rows = []
+    table = list(variants) + (["ensemble"] if members else []) + list(extra)
+    for name in table:
+        if name == "ensemble":
+            model = Ensemble([_load(out, member) for member in members], name=f"{best}_ensemble")
+            parameters = model.count_params()
+            seconds = sum(records[m]["seconds"] for m in members)
+            val = None
+        else:
+            model = _load(out, name)
+            parameters, seconds, val = model.count_params(), records[name]["seconds"], _val_correlation(records[name])
+        scores = evaluation.evaluate_model(model, data, "test").summary()
+        row = {"model": name if name != "ensemble" else f"ensemble of {len(members)} x {best}", **scores,
+               "parameters": int(parameters), "minutes": round(seconds / 60.0, 1), "val_correlation": val}
+        log(f"  test {row['model']}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle")))
+        rows.append(row)
+    _write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1_sota")
+    return rows
+
+
+def _load(out: str, name: str) -> keras.Model:
+    return zoo.load_any(os.path.join(out, name, "model.keras"))
