@@ -26,6 +26,10 @@ Examples:
   # Test scores are computed once, after every fit. Hours on 2 CPU cores; resumable.
   python tools/reproduce.py --experiment mouse_v1_sota --data DATA.zip
 
+  # Proof that the shifter and modulator work: a synthetic truth with known eye
+  # shifts and behaviour gains, fitted with and without them (minutes).
+  python tools/reproduce.py --experiment synthetic_modulation
+
   # Fig. 5e: readouts on the nonlinear ground truth with 4, 8 and 16 cell types.
   python tools/reproduce.py --experiment synthetic_types
 """
@@ -38,7 +42,7 @@ import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Kera
 from absl import app, flags
 
 from keras_sysid.data.static import StaticDataError
-from keras_sysid.experiments import comparison, mouse_v1_sota
+from keras_sysid.experiments import comparison, modulation, mouse_v1_sota
 from keras_sysid.experiments.presets import (
     RIVALS,
     SOTA_VARIANTS,
@@ -49,7 +53,8 @@ from keras_sysid.experiments.presets import (
 from keras_sysid.resume import BackupError
 
 _EXPERIMENT = flags.DEFINE_enum(
-    "experiment", None, ["mouse_v1", "mouse_v1_sota", "synthetic_types"], "Which comparison.", required=True
+    "experiment", None, ["mouse_v1", "mouse_v1_sota", "synthetic_types", "synthetic_modulation"], "Which comparison.",
+    required=True,
 )
 _DATA = flags.DEFINE_string("data", None, "mouse_v1: a static*-preproc0 zip file or folder.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default runs/<experiment>).")
@@ -93,6 +98,14 @@ def main(argv):
                 settings=settings, ensemble_size=_ENSEMBLE_SIZE.value, overwrite=_OVERWRITE.value,
             )
             columns = mouse_v1_sota.TABLE_COLUMNS
+    elif _EXPERIMENT.value == "synthetic_modulation":
+        settings = modulation.ModulationProofSettings(seed=_SEED.value)
+        if _MAX_EPOCHS.value:
+            settings.max_epochs = _MAX_EPOCHS.value
+        result = modulation.run_modulation_proof(out, settings)
+        print(json.dumps({key: result[key] for key in ("modulated", "unmodulated")}, indent=2))
+        print(f"\nwritten to {out}/")
+        return
     else:
         settings = SyntheticTypesSettings(
             n_types=tuple(int(n) for n in _N_TYPES.value), n_train=_N_TRAIN.value, image_size=_IMAGE_SIZE.value,

@@ -30,10 +30,17 @@ def translate_feature_maps(feature_maps, shift):
     shift = ops.cast(shift, "float32")
 
     def interpolation(size, offset):
-        # (batch, size, size): weight of source cell k for output cell i, a triangle at i + offset.
+        # (batch, size, size): output cell i reads source cells floor(i + offset) and the one
+        # after, weighted 1 - t and t. Written with floor, not as the triangle
+        # relu(1 - |k - i - offset|), so the gradient w.r.t. the offset is not
+        # zero at whole-cell offsets, where a zero-initialised shifter starts.
         cells = ops.arange(size, dtype="float32")
-        source = cells[None, :, None] + offset[:, None, None]
-        return ops.cast(ops.relu(1.0 - ops.abs(cells[None, None, :] - source)), feature_maps.dtype)
+        source = cells[None, :] + offset[:, None]
+        first = ops.floor(source)
+        t = (source - first)[:, :, None]
+        picks = lambda index: ops.cast(ops.equal(cells[None, None, :], index[:, :, None]), "float32")
+        weights = (1.0 - t) * picks(first) + t * picks(first + 1.0)
+        return ops.cast(weights, feature_maps.dtype)
 
     rows = interpolation(height, shift[:, 0])
     columns = interpolation(width, shift[:, 1])

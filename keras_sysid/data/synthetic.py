@@ -16,6 +16,13 @@ standardised drive:
 
 Noise is Poisson-like, ``y + N(0, sqrt|y|)``; noise-free rates are kept for
 scoring. Images are white noise, ``N(0, 1)`` per pixel.
+
+Optionally (``behavior_gain``, ``eye_shift``) each trial also has a known
+animal state that modulates the responses, for testing models that take it
+(:mod:`keras_sysid.behavior`): behaviour variables that scale each neuron's
+rate by a known gain, and a pupil centre that shifts the image on the
+"retina" by a known amount. Without either flag the population is exactly as
+before (the state is drawn from its own random stream).
 """
 
 from __future__ import annotations
@@ -37,14 +44,28 @@ class Split:
     """One split of a synthetic data set.
 
     Attributes:
-        images: ``(n, H, W, 1)`` float32 white-noise images.
+        images: ``(n, H, W, 1)`` float32 white-noise images, as presented.
         responses: ``(n, N)`` float32 noisy responses (what a model is fitted to).
         clean_responses: ``(n, N)`` float32 noise-free rates (what it is scored on).
+        behavior: ``(n, 3)`` float32 (pupil dilation, its derivative, running
+            speed), or ``None`` for a population without modulation.
+        pupil_center: ``(n, 2)`` float32 pupil position (camera pixels), or ``None``.
+        true_gain: ``(n, N)`` the known gain on each rate (all ones without
+            ``behavior_gain``), or ``None``.
+        true_shift: ``(n, 2)`` the known (row, column) eye shift in pixels
+            (zeros without ``eye_shift``), or ``None``: on trial ``t`` a neuron
+            whose filter sits at pixel ``p`` sees the presented image at
+            ``p + true_shift[t]``, which is a model's read position moved by
+            ``true_shift[t]`` (:func:`keras_sysid.behavior.translate_feature_maps`).
     """
 
     images: np.ndarray
     responses: np.ndarray
     clean_responses: np.ndarray
+    behavior: np.ndarray | None = None
+    pupil_center: np.ndarray | None = None
+    true_gain: np.ndarray | None = None
+    true_shift: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +262,50 @@ def _offset_for_mean_rate(gain: float, mean_rate: float) -> float:
     return 0.5 * (low + high)
 
 
+# The state's distributions; standardising with these constants makes the
+# gain and the shift fixed, known functions of the recorded variables.
+_BEHAVIOR_MEAN, _BEHAVIOR_STD = np.array([5.0, 0.0, 1.0]), np.array([1.0, 0.3, 1.0])
+_PUPIL_MEAN, _PUPIL_STD = np.array([150.0, 120.0]), np.array([8.0, 6.0])
+EYE_SHIFT_PER_STD = 1.5  # pixels of shift per standard deviation of pupil position
+EYE_SHIFT_LIMIT = 3.0  # pixels
+GAIN_WEIGHT_STD = 0.3  # of each neuron's weights on (standardised) dilation and running speed
+
+
+def _animal_state(n_trials: int, n_neurons: int, behavior_gain: bool, eye_shift: bool, seed: int) -> dict:
+    """Behaviour, pupil centre, and the gains and shifts they cause (ones / zeros when switched off)."""
+    rng = np.random.default_rng([seed, 1])  # its own stream: the population's draws are unchanged
+    behavior = rng.normal(_BEHAVIOR_MEAN, _BEHAVIOR_STD, (n_trials, 3))
+    behavior[:, 2] = np.exp(rng.normal(-0.25, 0.7, n_trials))  # running speed: skewed, positive, mean about 1
+    pupil = rng.normal(_PUPIL_MEAN, _PUPIL_STD, (n_trials, 2))
+    weights = rng.normal(0.0, GAIN_WEIGHT_STD, (n_neurons, 3)) * np.array([1.0, 0.0, 1.0])
+    standard_behavior = (behavior - _BEHAVIOR_MEAN) / _BEHAVIOR_STD
+    gain = np.exp(standard_behavior @ weights.T) if behavior_gain else np.ones((n_trials, n_neurons))
+    shift = np.clip(EYE_SHIFT_PER_STD * (pupil - _PUPIL_MEAN) / _PUPIL_STD, -EYE_SHIFT_LIMIT, EYE_SHIFT_LIMIT)
+    if not eye_shift:
+        shift = np.zeros_like(shift)
+    return {"behavior": behavior.astype("float32"), "pupil_center": pupil.astype("float32"),
+            "true_gain": gain.astype("float32"), "true_shift": shift.astype("float32")}
+
+
+def shift_images(images: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``out[t, i, j] = images[t, i + shift[t, 0], j + shift[t, 1]]``: bilinear, zero outside.
+
+    Args:
+        images: ``(n, H, W, C)``.
+        shift: ``(n, 2)`` (rows, columns) in pixels.
+    """
+    _, height, width, _ = images.shape
+
+    def interpolation(size, offset):
+        cells = np.arange(size, dtype="float64")
+        return np.maximum(0.0, 1.0 - np.abs(cells[None, None, :] - (cells[None, :, None] + offset[:, None, None])))
+
+    rows = interpolation(height, shift[:, 0].astype("float64"))
+    columns = interpolation(width, shift[:, 1].astype("float64"))
+    moved = np.einsum("tik,tkwc->tiwc", rows, images, optimize=True)
+    return np.einsum("tjl,tilc->tijc", columns, moved, optimize=True).astype(images.dtype)
+
+
 def _noisy_splits(images: np.ndarray, clean: np.ndarray, sizes, rng) -> list[Split]:
     """Poisson-like noise ``y + N(0, sqrt|y|)`` on the rates, then train / validation / test splits of ``sizes``."""
     noisy = (clean + rng.standard_normal(clean.shape) * np.sqrt(np.abs(clean))).astype("float32")
@@ -261,6 +326,8 @@ def make_population(
     gain: float = 1.5,
     margin: int = 6,
     seed: int = 0,
+    behavior_gain: bool = False,
+    eye_shift: bool = False,
 ) -> SyntheticPopulation:
     """Simulates a population and its responses to white-noise images.
 
@@ -279,6 +346,15 @@ def make_population(
         margin: RF centres keep this many pixels from the border, so that the
             paper's 13x13 "valid" core (margin 6) can place a readout on every cell.
         seed: Seeds everything.
+        behavior_gain: Multiply each neuron's noise-free rate on trial ``t``
+            by ``exp(w_n . b_t)``: ``b_t`` the trial's standardised behaviour,
+            ``w_n ~ N(0, 0.3^2)`` on dilation and running speed (0 on the
+            derivative), so gains span about 0.5 to 2.
+        eye_shift: Shift each trial's image on the "retina" by
+            ``clip(1.5 * standardised pupil centre, -3, 3)`` pixels (bilinear,
+            zeros outside, see :func:`shift_images`); the splits keep the
+            presented images. With either flag, every split carries
+            ``behavior``, ``pupil_center``, ``true_gain`` and ``true_shift``.
 
     Returns:
         A :class:`SyntheticPopulation`.
@@ -303,25 +379,36 @@ def make_population(
     n_total = n_train + n_validation + n_test
     images = rng.standard_normal((n_total, image_size, image_size, 1), dtype="float32")
     offset = _offset_for_mean_rate(gain, mean_rate)
+    state = _animal_state(n_total, n_neurons, behavior_gain, eye_shift, seed) if behavior_gain or eye_shift else None
+    # What the cells see: the presented images, moved by the eye.
+    seen = shift_images(images, state["true_shift"]) if eye_shift else images
 
     if ground_truth == "dog":
         filters = _dog_filters(locations, types, image_size, n_types, jitter, rng)
         # Unit-norm filters on unit-variance white noise give unit-variance drives.
         output = LinearNonlinearStage(gain, offset, np.zeros(n_neurons), np.ones(n_neurons))
         model = DoGGroundTruth(filters, output)
-        drive = model.drive(images)
+        drive = model.drive(seen)
     else:
         layer1 = _smooth_random_filters(2 * n_types, rng)
         mixing = rng.dirichlet(np.ones(2 * n_types), size=n_types).T.astype("float32")
         raw = CNNGroundTruth(layer1, mixing, locations, types, LinearNonlinearStage(gain, offset, 0.0, 1.0))
-        drive = raw.drive(images)
+        drive = raw.drive(seen)
         # Drives are stationary over space: standardise each type once, over all its neurons.
         type_mean = np.array([drive[:, types == k].mean() for k in range(n_types)])
         type_std = np.array([drive[:, types == k].std() for k in range(n_types)])
         output = LinearNonlinearStage(gain, offset, type_mean[types], type_std[types])
         model = dataclasses.replace(raw, output=output)
 
-    splits = _noisy_splits(images, output(drive).astype("float32"), (n_train, n_validation, n_test), rng)
+    clean = output(drive).astype("float32")
+    if state is not None:
+        clean = clean * state["true_gain"]
+    sizes = (n_train, n_validation, n_test)
+    splits = _noisy_splits(images, clean, sizes, rng)
+    if state is not None:
+        bounds = np.cumsum([0, *sizes])
+        splits = [dataclasses.replace(split, **{key: value[a:b] for key, value in state.items()})
+                  for split, a, b in zip(splits, bounds[:-1], bounds[1:])]
     return SyntheticPopulation(ground_truth, model, locations.astype("float64"), types, *splits)
 
 
