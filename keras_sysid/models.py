@@ -146,7 +146,11 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
         self.pupil_stats = _checked_stats(pupil_stats, "pupil_stats", shifter is not None, "a shifter")
         self.input_names = ("images",) + (("behavior",) if uses_behavior else ()) + (
             ("pupil_center",) if shifter is not None else ())
-        self.build((None,) + image_shape)
+        # Built for the input it takes: Keras records the shapes (a SavedModel's default signature uses them).
+        sizes = {"behavior": self.behavior_stats, "pupil_center": self.pupil_stats}
+        self.build({"images": (None,) + image_shape, **{name: (None, len(sizes[name]["mean"]))
+                                                         for name in self.input_names[1:]}}
+                   if self.takes_state else (None,) + image_shape)
 
     @property
     def n_neurons(self) -> int:
@@ -313,25 +317,46 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
             raise ValueError("response scale must be positive and finite for every neuron.")
         self.response_scale.assign(scale.astype(self.response_scale.dtype))
 
-    def feature_maps(self, images, batch_size: int = 256) -> np.ndarray:
-        """The core's output for raw images, in inference mode.
+    def feature_maps(self, images, batch_size: int = 256, behavior=None) -> np.ndarray:
+        """The core's output for raw images, in inference mode (before any shifter).
 
         Args:
             images: ``(T, *image_shape)`` in the data's units.
             batch_size: Images per forward pass.
+            behavior: ``(T, n_behavior)`` in the data's units; needed (only)
+                when the core takes behaviour channels.
 
         Returns:
             ``(T, grid_height, grid_width, channels)`` float32.
         """
-        validation.check_images(images, self.image_shape, name="feature-map images")
+        n_images = validation.check_images(images, self.image_shape, name="feature-map images")
+        if self.behavior_channels:
+            if behavior is None:
+                raise ValueError("This model's core takes behaviour channels: pass feature_maps(images, behavior=...).")
+            validation.check_trial_variables(behavior, len(self.behavior_stats["mean"]), n_images, name="behavior")
+            standardised = (np.asarray(behavior, "float64") - self.behavior_stats["mean"]) / self.behavior_stats["std"]
         images = np.asarray(images, dtype="float32")
-        chunks = [
-            keras.ops.convert_to_numpy(
-                self.core((images[start:start + batch_size] - self.image_mean) / self.image_std, training=False)
-            )
-            for start in range(0, len(images), batch_size)
-        ]
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            x = (images[start:start + batch_size] - self.image_mean) / self.image_std
+            if self.behavior_channels:
+                planes = standardised[start:start + batch_size, None, None, :] * np.ones(x.shape[:3] + (1,))
+                x = np.concatenate([x, planes.astype("float32")], axis=-1)
+            chunks.append(keras.ops.convert_to_numpy(self.core(x, training=False)))
         return np.concatenate(chunks).astype("float32")
+
+    def _image_core(self):
+        """The core as a function of standardised images alone (behaviour at its train mean)."""
+        if not self.behavior_channels:
+            return self.core
+        n_behavior = len(self.behavior_stats["mean"])
+
+        def core(x, training=False):
+            # A standardised behaviour variable at its mean is 0.
+            return self.core(ops.concatenate([x, ops.zeros(tuple(x.shape[:-1]) + (n_behavior,), x.dtype)], -1),
+                             training=training)
+
+        return core
 
     def _grid_offset(self) -> np.ndarray:
         # Unit stride, symmetric cropping: grid cell i is centred on image pixel i + offset.
@@ -377,7 +402,7 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
                 f"{type(self.readout).__name__} has no notion of receptive-field position "
                 f"(it needs rf_positions() and channel_weights()): {error}"
             ) from None
-        channel_offsets = positions.channel_rf_offsets(self.core, self.image_shape)  # (C, 2)
+        channel_offsets = positions.channel_rf_offsets(self._image_core(), self.image_shape)  # (C, 2)
         total = channel_weights.sum(axis=0)
         shift = channel_weights.T @ channel_offsets / np.where(total > 0, total, 1.0)[:, None]
         return on_grid + self._grid_offset() + shift
@@ -600,6 +625,7 @@ def with_pruned_readout(
     standardisation, nonlinearity and response scale are copied; ``model``
     is left untouched, and later changes to it do not reach the copy.
 
+    Behaviour channels, shifter, modulator and their statistics are copied too.
     The copy is for prediction: its mask and features are fixed. To fine-tune,
     train ``model`` and convert it again.
 
@@ -637,7 +663,15 @@ def with_pruned_readout(
             f"max_density={max_density:.0%}, where the sparse read is no faster than the dense one; prune the "
             "mask first (model.readout.prune_mask(0.01))."
         )
-    core = cloning.clone(model.core, input_shape=(None,) + model.image_shape)
+    core_input = (None,) + model.image_shape[:-1] + (
+        model.image_shape[-1] + (len(model.behavior_stats["mean"]) if model.behavior_channels else 0),)
+    core = cloning.clone(model.core, input_shape=core_input)
+    state_parts = {
+        name: cloning.clone(layer, input_shape=(None, len(stats["mean"])))
+        for name, layer, stats in (("shifter", model.shifter, model.pupil_stats),
+                                   ("modulator", model.modulator, model.behavior_stats))
+        if layer is not None
+    }
     copy = SystemIdentificationModel(
         core,
         readouts.PrunedMaskReadout.from_factorized(readout),
@@ -645,8 +679,12 @@ def with_pruned_readout(
         nonlinearity=model.nonlinearity,
         image_mean=model.image_mean,
         image_std=model.image_std,
+        behavior_channels=model.behavior_channels,
+        behavior_stats=model.behavior_stats,
+        pupil_stats=model.pupil_stats,
         name=model.name,
         dtype=model.dtype_policy,
+        **state_parts,
     )
     copy.response_scale.assign(ops.convert_to_numpy(model.response_scale))
     return copy

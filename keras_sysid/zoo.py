@@ -38,6 +38,7 @@ import platform
 import keras
 
 from keras_sysid.cloning import clone, with_dtype_policy
+from keras_sysid.ensemble import Ensemble
 from keras_sysid.models import SystemIdentificationModel
 
 CONFIG_FILE = "config.json"
@@ -209,8 +210,9 @@ def _check_class(config, cls, config_path: str) -> None:
     registered = config.get("registered_name")
     stored = keras.saving.get_registered_object(registered) if registered else None
     if isinstance(stored, type) and not issubclass(stored, cls):
+        wanted = " or ".join(c.__name__ for c in (cls if isinstance(cls, tuple) else (cls,)))
         raise ZooError(
-            f"{config_path}: holds a {stored.__module__}.{stored.__name__}, which is not a {cls.__name__} "
+            f"{config_path}: holds a {stored.__module__}.{stored.__name__}, which is not a {wanted} "
             "(nor a subclass); keras_sysid.zoo.load_preset(keras.Model, path) loads whatever class an entry holds."
         )
 
@@ -264,7 +266,8 @@ def load_preset(
         keras.config.set_dtype_policy(previous)
     if not isinstance(model, cls):
         raise ZooError(
-            f"{config_path}: holds a {type(model).__name__}, which is not a {cls.__name__} (nor a subclass)."
+            f"{config_path}: holds a {type(model).__name__}, which is not a "
+            f"{' or '.join(c.__name__ for c in (cls if isinstance(cls, tuple) else (cls,)))} (nor a subclass)."
         )
     if load_weights:
         weights_path = os.path.join(folder, WEIGHTS_FILE)
@@ -278,7 +281,8 @@ def load_preset(
 def load(name_or_path: str, verify_checksums: bool = True, load_weights: bool = True, dtype=None) -> keras.Model:
     """Loads a zoo model by name, or from a folder in the zoo format.
 
-    The same as ``SystemIdentificationModel.from_preset(name_or_path, load_weights, dtype)``.
+    The same as ``SystemIdentificationModel.from_preset(name_or_path, load_weights, dtype)``,
+    but an entry may also hold an :class:`~keras_sysid.ensemble.Ensemble`.
 
     Args:
         name_or_path: A name from :func:`list_models`, or a folder.
@@ -287,14 +291,14 @@ def load(name_or_path: str, verify_checksums: bool = True, load_weights: bool = 
         dtype: A dtype policy for the loaded model (``None``: as stored).
 
     Returns:
-        The :class:`~keras_sysid.models.SystemIdentificationModel`, ready to
-        ``predict`` (and to ``fit`` after ``compile``).
+        The :class:`~keras_sysid.models.SystemIdentificationModel` (or
+        ``Ensemble``), ready to ``predict`` (and to ``fit`` after ``compile``).
 
     Raises:
         ZooError: unknown name, or a missing, altered or unreadable file, or
-            a model that is not a ``SystemIdentificationModel``.
+            a model that is neither.
     """
-    return load_preset(SystemIdentificationModel, name_or_path, load_weights, dtype, verify_checksums)
+    return load_preset((SystemIdentificationModel, Ensemble), name_or_path, load_weights, dtype, verify_checksums)
 
 
 # -- saving ------------------------------------------------------------------

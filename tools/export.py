@@ -29,7 +29,8 @@ def main(argv):
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     export.export_saved_model(model, _OUT.value)
-    print(f"wrote {_OUT.value}: serving_default images {list(model.image_shape)} -> responses [{model.n_neurons}]")
+    inputs = ", ".join(f"{name} {list(shape)}" for name, shape in export.input_shapes(model).items())
+    print(f"wrote {_OUT.value}: serving_default {inputs} -> responses [{model.n_neurons}]")
 
 
 if __name__ == "__main__":

@@ -269,6 +269,7 @@ _PUPIL_MEAN, _PUPIL_STD = np.array([150.0, 120.0]), np.array([8.0, 6.0])
 EYE_SHIFT_PER_STD = 1.5  # pixels of shift per standard deviation of pupil position
 EYE_SHIFT_LIMIT = 3.0  # pixels
 GAIN_WEIGHT_STD = 0.3  # of each neuron's weights on (standardised) dilation and running speed
+GAIN_LIMIT = 4.0  # gains stay in (1 / GAIN_LIMIT, GAIN_LIMIT): running speed has a long tail
 
 
 def _animal_state(n_trials: int, n_neurons: int, behavior_gain: bool, eye_shift: bool, seed: int) -> dict:
@@ -279,7 +280,10 @@ def _animal_state(n_trials: int, n_neurons: int, behavior_gain: bool, eye_shift:
     pupil = rng.normal(_PUPIL_MEAN, _PUPIL_STD, (n_trials, 2))
     weights = rng.normal(0.0, GAIN_WEIGHT_STD, (n_neurons, 3)) * np.array([1.0, 0.0, 1.0])
     standard_behavior = (behavior - _BEHAVIOR_MEAN) / _BEHAVIOR_STD
-    gain = np.exp(standard_behavior @ weights.T) if behavior_gain else np.ones((n_trials, n_neurons))
+    # exp(w . b), its exponent bounded smoothly by tanh (equal to it for small w . b), so that no
+    # rare fast-running trial multiplies a rate a hundredfold.
+    bound = np.log(GAIN_LIMIT)
+    gain = np.exp(bound * np.tanh(standard_behavior @ weights.T / bound)) if behavior_gain else np.ones((n_trials, n_neurons))
     shift = np.clip(EYE_SHIFT_PER_STD * (pupil - _PUPIL_MEAN) / _PUPIL_STD, -EYE_SHIFT_LIMIT, EYE_SHIFT_LIMIT)
     if not eye_shift:
         shift = np.zeros_like(shift)
@@ -347,12 +351,15 @@ def make_population(
             paper's 13x13 "valid" core (margin 6) can place a readout on every cell.
         seed: Seeds everything.
         behavior_gain: Multiply each neuron's noise-free rate on trial ``t``
-            by ``exp(w_n . b_t)``: ``b_t`` the trial's standardised behaviour,
-            ``w_n ~ N(0, 0.3^2)`` on dilation and running speed (0 on the
-            derivative), so gains span about 0.5 to 2.
+            by ``exp(log4 * tanh(w_n . b_t / log4))`` (about ``exp(w_n . b_t)``,
+            bounded to (1/4, 4)): ``b_t = (behavior_t - (5, 0, 1)) / (1, 0.3, 1)``
+            the trial's standardised behaviour, ``w_n ~ N(0, 0.3^2)`` on
+            dilation and running speed (0 on the derivative), so the middle
+            90% of gains span about 0.55 to 1.8.
         eye_shift: Shift each trial's image on the "retina" by
-            ``clip(1.5 * standardised pupil centre, -3, 3)`` pixels (bilinear,
-            zeros outside, see :func:`shift_images`); the splits keep the
+            ``clip(1.5 * (pupil_center - (150, 120)) / (8, 6), -3, 3)`` pixels
+            (bilinear, zeros outside, see :func:`shift_images`; a cell at pixel
+            ``p`` sees the presented image at ``p + true_shift``); the splits keep the
             presented images. With either flag, every split carries
             ``behavior``, ``pupil_center``, ``true_gain`` and ``true_shift``.
 
@@ -393,10 +400,13 @@ def make_population(
         layer1 = _smooth_random_filters(2 * n_types, rng)
         mixing = rng.dirichlet(np.ones(2 * n_types), size=n_types).T.astype("float32")
         raw = CNNGroundTruth(layer1, mixing, locations, types, LinearNonlinearStage(gain, offset, 0.0, 1.0))
-        drive = raw.drive(seen)
-        # Drives are stationary over space: standardise each type once, over all its neurons.
+        drive = raw.drive(images)
+        # Drives are stationary over space: standardise each type once, over all its neurons. On the
+        # presented images, so that the cells are the same whether or not the eye moves.
         type_mean = np.array([drive[:, types == k].mean() for k in range(n_types)])
         type_std = np.array([drive[:, types == k].std() for k in range(n_types)])
+        if eye_shift:
+            drive = raw.drive(seen)
         output = LinearNonlinearStage(gain, offset, type_mean[types], type_std[types])
         model = dataclasses.replace(raw, output=output)
 
