@@ -55,6 +55,13 @@ class Ensemble(keras.Model):
         for member in members:
             names += [name for name in getattr(member, "input_names", ("images",)) if name not in names]
         self.input_names = tuple(names)
+        self._input_shapes = {}
+        for member in members:
+            for name, shape in _member_input_shapes(member).items():
+                if self._input_shapes.setdefault(name, shape) != shape:
+                    raise ValueError(
+                        f"Ensemble members must take {name!r} of one shape; got {self._input_shapes[name]} and {shape}."
+                    )
         # The members are built models, so the ensemble has all its weights now.
         self.built = all(member.built for member in members)
 
@@ -62,6 +69,16 @@ class Ensemble(keras.Model):
     def takes_state(self) -> bool:
         """Whether some member needs more than images (a dict input)."""
         return len(self.input_names) > 1
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{name: shape without the batch axis}`` for each of :attr:`input_names`, in order.
+
+        The members' :meth:`~keras_sysid.models.SystemIdentificationModel.input_shapes`
+        merged (they agree: checked at construction), e.g. ``{"images": (H, W, C),
+        "behavior": (n_behavior,), "pupil_center": (n_pupil,)}`` when some member
+        takes the animal's state.
+        """
+        return {name: self._input_shapes[name] for name in self.input_names}
 
     def call(self, inputs, training=False):
         predictions = [member(inputs, training=training) for member in self.members]
@@ -72,10 +89,14 @@ class Ensemble(keras.Model):
         return (batch, self.n_neurons)
 
     def _check_arrays(self, x, y=None, what="data"):
-        # The member that takes the most inputs checks them all (shapes, NaN, missing behaviour).
-        widest = max(self.members, key=lambda member: len(getattr(member, "input_names", ("images",))))
-        if hasattr(widest, "_check_arrays"):
-            widest._check_arrays(x, y, what)
+        # One member per distinct set of inputs checks them (shapes, NaN, missing behaviour): the
+        # widest alone could miss an input that only another member takes.
+        checked = set()
+        for member in sorted(self.members, key=lambda m: -len(getattr(m, "input_names", ("images",)))):
+            names = set(getattr(member, "input_names", ("images",)))
+            if hasattr(member, "_check_arrays") and not names <= checked:
+                member._check_arrays(x, y, what)
+                checked |= names
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_arrays(x, y, "training")
@@ -105,3 +126,10 @@ class Ensemble(keras.Model):
         config = dict(config)
         config["members"] = [keras.saving.deserialize_keras_object(m) for m in config["members"]]
         return cls(**config)
+
+
+def _member_input_shapes(member) -> dict[str, tuple[int, ...]]:
+    if hasattr(member, "input_shapes"):
+        return {name: tuple(shape) for name, shape in member.input_shapes().items()}
+    image_shape = getattr(member, "image_shape", None)
+    return {"images": tuple(image_shape) if image_shape is not None else tuple(member.input_shape[1:])}

@@ -16,9 +16,15 @@ import keras
 def export_saved_model(model: keras.Model, path: str) -> None:
     """Writes ``model`` as a SavedModel with a dynamic-batch serving signature.
 
+    The signature's inputs are :func:`input_shapes` ``(model)``, each float32
+    with a free batch axis: ``images`` alone, or, for a model that takes the
+    animal's state (or an ensemble with such a member), also ``behavior``
+    and/or ``pupil_center``, all required.
+
     Args:
-        model: A built model with ``image_shape`` ``(H, W, C)`` (any
-            :class:`~keras_sysid.models.SystemIdentificationModel`).
+        model: A built model with ``image_shape`` ``(H, W, C)``: any
+            :class:`~keras_sysid.models.SystemIdentificationModel` or
+            :class:`~keras_sysid.ensemble.Ensemble`.
         path: Destination folder.
 
     Example:
@@ -26,6 +32,8 @@ def export_saved_model(model: keras.Model, path: str) -> None:
         >>> served = tf.saved_model.load("serving/1").signatures["serving_default"]
         >>> served(images=tf.zeros((2, 36, 64, 1)))["responses"].shape
         TensorShape([2, 5335])
+        >>> # A behaviour-aware model: every input it takes, by name.
+        >>> served(images=images, behavior=behavior, pupil_center=pupil_center)["responses"]
     """
     import tensorflow as tf  # SavedModel is TensorFlow's format; keep it at this edge.
 
@@ -49,19 +57,15 @@ def export_saved_model(model: keras.Model, path: str) -> None:
 
 
 def input_shapes(model: keras.Model) -> dict[str, tuple[int, ...]]:
-    """``{input name: shape without the batch axis}`` of everything ``model`` takes.
+    """``{input name: shape without the batch axis}`` of everything ``model`` takes, as exported.
 
-    ``{"images": (H, W, C)}`` for an image-only model; behaviour-aware models
-    and ensembles of them add ``"behavior"`` and ``"pupil_center"``, sized
-    by the train-tier statistics they were built with.
+    ``model.input_shapes()`` where the model has it (a
+    :class:`~keras_sysid.models.SystemIdentificationModel` or an
+    :class:`~keras_sysid.ensemble.Ensemble`): ``{"images": (H, W, C)}`` for an
+    image-only model, plus ``"behavior"`` and/or ``"pupil_center"`` for one that
+    takes the animal's state. Any other model: ``{"images": image_shape or input_shape[1:]}``.
     """
+    if hasattr(model, "input_shapes"):
+        return {name: tuple(shape) for name, shape in model.input_shapes().items()}
     image_shape = tuple(model.image_shape) if hasattr(model, "image_shape") else tuple(model.input_shape[1:])
-    shapes = {"images": image_shape}
-    members = getattr(model, "members", [model])
-    for name, stats in (("behavior", "behavior_stats"), ("pupil_center", "pupil_stats")):
-        if name in getattr(model, "input_names", ("images",)):
-            sizes = {len(getattr(m, stats)["mean"]) for m in members if getattr(m, stats, None) is not None}
-            if len(sizes) != 1:
-                raise ValueError(f"The model's members disagree on the number of {name} variables: {sorted(sizes)}.")
-            shapes[name] = (sizes.pop(),)
-    return shapes
+    return {"images": image_shape}

@@ -147,10 +147,8 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
         self.input_names = ("images",) + (("behavior",) if uses_behavior else ()) + (
             ("pupil_center",) if shifter is not None else ())
         # Built for the input it takes: Keras records the shapes (a SavedModel's default signature uses them).
-        sizes = {"behavior": self.behavior_stats, "pupil_center": self.pupil_stats}
-        self.build({"images": (None,) + image_shape, **{name: (None, len(sizes[name]["mean"]))
-                                                         for name in self.input_names[1:]}}
-                   if self.takes_state else (None,) + image_shape)
+        shapes = {name: (None,) + shape for name, shape in self.input_shapes().items()}
+        self.build(shapes if self.takes_state else shapes["images"])
 
     @property
     def n_neurons(self) -> int:
@@ -160,6 +158,19 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
     def takes_state(self) -> bool:
         """Whether the model needs more than images (a dict input)."""
         return len(self.input_names) > 1
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{name: shape without the batch axis}`` for each of :attr:`input_names`, in order.
+
+        ``{"images": (H, W, C)}`` for an image-only model; a model that takes
+        the animal's state adds ``"behavior": (n_behavior,)`` and/or
+        ``"pupil_center": (n_pupil,)``, sized by ``behavior_stats`` and
+        ``pupil_stats``. :func:`keras_sysid.export.export_saved_model` makes
+        its serving signature from it.
+        """
+        sizes = {"behavior": self.behavior_stats, "pupil_center": self.pupil_stats}
+        return {"images": tuple(self.image_shape),
+                **{name: (len(sizes[name]["mean"]),) for name in self.input_names[1:]}}
 
     def build(self, input_shape):
         if isinstance(input_shape, dict):

@@ -2,6 +2,9 @@ r"""Export a model (a .keras file or a zoo entry) to a TensorFlow SavedModel for
 
 The SavedModel's ``serving_default`` signature maps ``images`` float32
 [None, H, W, 1] to ``responses`` float32 [None, N], both in the data's units.
+A model that takes the animal's state (or an ensemble with such a member) also
+takes ``behavior`` float32 [None, n_behavior] and/or ``pupil_center`` float32
+[None, n_pupil], in the data's units. The tool prints the inputs it wrote.
 
 Examples:
 

@@ -21,6 +21,8 @@ class GainModulator(keras.layers.Layer):
         n_neurons: Number of neurons ``N``.
         hidden_units: Widths of the hidden layers.
         activation: Their nonlinearity.
+        l2: Penalty on the output layer's kernel (0: none). Without it, gains
+            fit to noise cost accuracy when behaviour does not modulate.
 
     Input shape:
         ``(batch, n_behavior)``, standardised.
@@ -33,14 +35,17 @@ class GainModulator(keras.layers.Layer):
         (4, 100)
     """
 
-    def __init__(self, n_neurons: int, hidden_units=(16,), activation: str = "elu", **kwargs):
+    def __init__(self, n_neurons: int, hidden_units=(16,), activation: str = "elu", l2: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if int(n_neurons) < 1:
             raise ValueError(f"GainModulator: n_neurons must be >= 1; got {n_neurons}.")
         self.n_neurons = int(n_neurons)
         self.hidden_units = check_hidden_units("GainModulator", hidden_units)
         self.activation = activation
-        self.mlp = mlp_layers(self.hidden_units, activation, self.n_neurons, "modulator")
+        if l2 < 0:
+            raise ValueError(f"GainModulator: l2 must be >= 0; got {l2}.")
+        self.l2 = float(l2)
+        self.mlp = mlp_layers(self.hidden_units, activation, self.n_neurons, "modulator", self.l2)
 
     def build(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
@@ -58,5 +63,6 @@ class GainModulator(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"n_neurons": self.n_neurons, "hidden_units": self.hidden_units, "activation": self.activation})
+        config.update({"n_neurons": self.n_neurons, "hidden_units": self.hidden_units, "activation": self.activation,
+                       "l2": self.l2})
         return config

@@ -61,6 +61,7 @@ class Shifter(keras.layers.Layer):
     Args:
         hidden_units: Widths of the hidden layers.
         activation: Their nonlinearity.
+        l2: Penalty on the output layer's kernel (0: none).
 
     Input shape:
         ``(batch, n_eye_variables)``, e.g. the pupil centre ``(batch, 2)``, standardised.
@@ -73,11 +74,14 @@ class Shifter(keras.layers.Layer):
         (4, 2)
     """
 
-    def __init__(self, hidden_units=(5, 5), activation: str = "tanh", **kwargs):
+    def __init__(self, hidden_units=(5, 5), activation: str = "tanh", l2: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = check_hidden_units("Shifter", hidden_units)
         self.activation = activation
-        self.mlp = mlp_layers(self.hidden_units, activation, 2, "shifter")
+        if l2 < 0:
+            raise ValueError(f"Shifter: l2 must be >= 0; got {l2}.")
+        self.l2 = float(l2)
+        self.mlp = mlp_layers(self.hidden_units, activation, 2, "shifter", self.l2)
 
     def build(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
@@ -95,5 +99,5 @@ class Shifter(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"hidden_units": self.hidden_units, "activation": self.activation})
+        config.update({"hidden_units": self.hidden_units, "activation": self.activation, "l2": self.l2})
         return config

@@ -48,6 +48,7 @@ class ModulationProofSettings:
     patience: int = 5
     batch_size: int = 64
     seed: int = 0
+    modulator_l2: float = 0.0
 
 
 def _state(split, rng) -> dict:
@@ -64,7 +65,7 @@ def _model(population, settings, state: dict | None) -> keras.Model:
     return build_model(
         population.n_neurons, population.image_shape, core=linear_core(settings.n_types),
         readout=synthetic_readout("factorized")["readout"], mean_responses=population.train.responses.mean(axis=0),
-        shifter={} if state else None, modulator={} if state else None,
+        shifter={} if state else None, modulator={"l2": settings.modulator_l2} if state else None,
         behavior_stats=variable_stats(state["behavior"]) if state else None,
         pupil_stats=variable_stats(state["pupil_center"]) if state else None,
         name="behaviour_aware" if state else "image_only",
@@ -85,10 +86,12 @@ def _fit(model, population, states, settings, verbose) -> dict:
         max_epochs=settings.max_epochs, learning_rate=settings.learning_rate, patience=settings.patience,
         verbose=verbose,
     )
-    prediction = model.predict(inputs("test"), batch_size=256, verbose=0)
-    fev = metrics.fev(population.test.clean_responses, prediction)
-    return {"fev": float(np.mean(fev)), "fev_median": float(np.median(fev)), "epochs": len(history.epoch),
-            "seconds": round(time.perf_counter() - start, 1)}
+    seconds = round(time.perf_counter() - start, 1)
+    validation = metrics.fev(population.validation.clean_responses,
+                             model.predict(inputs("validation"), batch_size=256, verbose=0))
+    fev = metrics.fev(population.test.clean_responses, model.predict(inputs("test"), batch_size=256, verbose=0))
+    return {"fev": float(np.mean(fev)), "fev_median": float(np.median(fev)), "val_fev": float(np.mean(validation)),
+            "epochs": len(history.epoch), "seconds": seconds}
 
 
 def recovery(model, split, state: dict) -> dict:
