@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import keras
 import numpy as np
@@ -145,10 +146,16 @@ class TrainingBackup(keras.callbacks.Callback):
                 best_weights = [arrays[f"w{i}"] for i in range(len(arrays.files))] or None
             self.schedule.set_state(self._progress["schedule"], best_weights)
 
+    def training_seconds(self) -> float:
+        """Wall-clock seconds spent training so far, summed over every run of this fit."""
+        return 0.0 if self._progress is None else float(self._progress.get("seconds", 0.0))
+
     def on_train_begin(self, logs=None):
         # Runs after the schedule's own on_train_begin (which resets it).
         self.restore(self.model)
         self._history = self.history()
+        self._seconds_before = self.training_seconds()
+        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
@@ -178,6 +185,8 @@ class TrainingBackup(keras.callbacks.Callback):
             "schedule": schedule_state,
             "history": self._history,
             "fingerprint": self.fingerprint,
+            # Earlier runs' time plus this run's: a resumed fit reports its whole cost.
+            "seconds": round(self._seconds_before + time.perf_counter() - self._started, 1),
         }
         write_json_atomically(progress, os.path.join(self.directory, _POINTER))
         for entry in os.listdir(self.directory):

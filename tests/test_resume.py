@@ -14,7 +14,7 @@ import pytest
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments.presets import SyntheticRunConfig
 from keras_sysid.experiments.synthetic import model_for
-from keras_sysid.resume import BackupError
+from keras_sysid.resume import BackupError, TrainingBackup
 from keras_sysid.training import fit_with_schedule
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +62,11 @@ def test_resumed_fit_equals_uninterrupted_fit(population, tmp_path):
     with pytest.raises(_Crash):
         _fit(population, backup, callbacks=[_CrashAt(epoch=2, batch=3)])
     with open(os.path.join(backup, "progress.json")) as file:
-        assert json.load(file)["completed_epochs"] == 2
+        progress = json.load(file)
+    assert progress["completed_epochs"] == 2 and progress["seconds"] > 0
     resumed, resumed_history = _fit(population, backup)
+    # The training time of the crashed run counts towards the fit's.
+    assert TrainingBackup(backup).training_seconds() > progress["seconds"]
     assert len(resumed_history.epoch) == len(reference_history.epoch)
     np.testing.assert_allclose(resumed_history.history["val_loss"], reference_history.history["val_loss"], rtol=1e-5)
     images = population.test.images[:16]

@@ -39,7 +39,7 @@ from keras_sysid.experiments.comparison import (
 )
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, FitSettings
 from keras_sysid.models import build_model, variable_stats
-from keras_sysid.resume import write_json_atomically
+from keras_sysid.resume import TrainingBackup, write_json_atomically
 from keras_sysid.training import fit_with_schedule
 
 TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "parameters", "minutes", "val_correlation")
@@ -159,6 +159,10 @@ def _fit_or_read(plan: _Planned, spec, data, settings, log, verbose) -> dict:
         return row
     log(f"  fitting {plan.label} (max {settings.max_epochs} epochs, inputs {list(needs(spec)) if 'rival' not in spec else ['images']})")
     model, info = fit_variant(spec, data, settings, plan.label, verbose=verbose, backup_dir=plan.backup_dir, key=plan.key)
+    # The backup sums the training time of every run of this fit (resumed ones too).
+    total = TrainingBackup(plan.backup_dir).training_seconds()
+    if total > 0:
+        info["seconds"] = total
     os.makedirs(plan.folder, exist_ok=True)
     model.save(os.path.join(plan.folder, "model.keras"))
     row = {"model": plan.label, **info, "key": plan.key,
