@@ -48,7 +48,9 @@ class ModulationProofSettings:
     patience: int = 5
     batch_size: int = 64
     seed: int = 0
-    modulator_l2: float = 0.0
+    # Chosen on this proof's validation split: mean validation FEV over the data with and
+    # without modulation was 0.9488 / 0.9505 / 0.9485 for l2 = 0.01 / 0.1 / 1.0.
+    modulator_l2: float = 0.1
 
 
 def _state(split, rng) -> dict:
