@@ -27,3 +27,19 @@ def test_zoo_loads_from_a_non_editable_install(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "(2, 1000)"
+
+
+def test_every_subpackage_is_listed_for_installation():
+    # A package missing from setup.cfg imports from the source tree but not once installed.
+    import configparser
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = configparser.ConfigParser()
+    config.read(os.path.join(root, "setup.cfg"))
+    listed = set(config["options"]["packages"].split())
+    found = {
+        os.path.relpath(folder, root).replace(os.sep, ".")
+        for folder, _, files in os.walk(os.path.join(root, "keras_sysid"))
+        if "__init__.py" in files
+    }
+    assert found <= listed, f"add to setup.cfg [options] packages: {sorted(found - listed)}"
