@@ -10,7 +10,8 @@ from static_tree import N_NEURONS, write_tree
 
 from keras_sysid.data.static import StaticDataError, load_static
 from keras_sysid.ensemble import Ensemble
-from keras_sysid.experiments import mouse_v1_sota
+from keras_sysid import zoo
+from keras_sysid.experiments import mouse_v1_sota, zoo_recipes
 from keras_sysid.experiments.comparison import StoredRunMismatch
 from keras_sysid.experiments.presets import SOTA_VARIANTS, FitSettings
 
@@ -73,6 +74,15 @@ def test_ablation_chooses_on_validation_then_scores_test_once(tmp_path):
                                             ensemble_size=2, verbose=0, log=again.append)
     assert not any("fitting" in line for line in again)
     assert [row["corr_single"] for row in rerun] == pytest.approx([row["corr_single"] for row in rows], abs=1e-6)
+    # The zoo entries come from the run's folder: the ensemble of the best, and the best state-aware variant.
+    ensemble, facts, card = zoo_recipes.mouse_v1_sota("mouse_v1_ensemble", tree, out)
+    assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 2
+    assert facts["metrics"]["corr_single"] == pytest.approx(rows[2]["corr_single"], abs=1e-6)
+    zoo.save(ensemble, str(tmp_path / "entry"), facts, card)
+    assert isinstance(zoo.load(str(tmp_path / "entry")), Ensemble)
+    behaviour, facts, card = zoo_recipes.mouse_v1_sota("mouse_v1_behavior", tree, out)
+    assert behaviour.input_names == ("images", "behavior", "pupil_center") and "pupil_center" in facts["input"]
+    assert "It takes a dict with keys ['images', 'behavior', 'pupil_center']" in card
     # Other settings are refused before anything is fitted.
     with pytest.raises(StoredRunMismatch, match="settings.seed"):
         mouse_v1_sota.run_mouse_v1_sota(tree, out, variants=("lurz_core",), settings=FitSettings(max_epochs=1, batch_size=8, seed=3),

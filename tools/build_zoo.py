@@ -8,6 +8,13 @@ Examples:
       --model runs/mouse_v1/factorized/model.keras \
       --trained_with "python tools/reproduce.py --experiment mouse_v1 --data static20457-5-9-preproc0.zip --models factorized --max_epochs 60"
 
+  # The best mouse V1 models, from a finished tools/reproduce.py --experiment mouse_v1_sota
+  # run: the ensemble of the variant best on validation, and the best behaviour-aware model.
+  python tools/build_zoo.py --entry mouse_v1_ensemble \
+      --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip --model runs/mouse_v1_sota
+  python tools/build_zoo.py --entry mouse_v1_behavior \
+      --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip --model runs/mouse_v1_sota
+
   # The synthetic ground truths as simulators (constructed, seconds).
   python tools/build_zoo.py --entry synthetic_dog_groundtruth
 
@@ -25,7 +32,11 @@ from keras_sysid.experiments import zoo_recipes
 
 _ENTRY = flags.DEFINE_enum("entry", None, sorted(zoo_recipes.RECIPES), "Which entry.", required=True)
 _DATA = flags.DEFINE_string("data", None, "mouse_v1_*: the static*-preproc0 zip or folder.")
-_MODEL = flags.DEFINE_string("model", None, "mouse_v1_*: a fitted .keras file to use instead of fitting.")
+_MODEL = flags.DEFINE_string(
+    "model", None,
+    "mouse_v1_factorized/gaussian: a fitted .keras file to use instead of fitting; mouse_v1_ensemble/behavior: "
+    "the output folder of tools/reproduce.py --experiment mouse_v1_sota.",
+)
 _TRAINED_WITH = flags.DEFINE_string(
     "trained_with", None, "mouse_v1_* with --model: the command that fitted it, for the card (default: reproduce.py)."
 )
