@@ -56,7 +56,7 @@ class StoredRunMismatch(RuntimeError):
 
 
 @dataclasses.dataclass
-class _Planned:
+class PlannedFit:
     """One fit of a comparison: where it is stored and the key it must carry."""
 
     label: str
@@ -70,7 +70,7 @@ def _normalised(value):
     return json.loads(json.dumps(value))
 
 
-def _stored_key(planned: _Planned):
+def _stored_key(planned: PlannedFit):
     """``(where, stored key, stored data)`` of what ``planned``'s folder holds, or ``None``.
 
     The key is a string saying why when the results file cannot be read.
@@ -119,7 +119,7 @@ def _differences(stored: dict | None, key: dict, stored_data_name, this_data_nam
     return lines
 
 
-def _check_stored_fits(planned: list[_Planned], overwrite: bool, this_data_name: str, log) -> None:
+def check_stored_fits(planned: list[PlannedFit], overwrite: bool, this_data_name: str, log) -> None:
     """Stops (or, with ``overwrite``, clears) every planned folder holding a fit of another key.
 
     Runs before any fit, so a mismatch costs seconds, not the fits before it.
@@ -179,16 +179,17 @@ def check_scorable(data, path: str, tier: str = "test") -> None:
         )
 
 
-def _version() -> str:
+def keras_sysid_version() -> str:
+    """The installed keras_sysid's version (recorded with every stored fit, not part of its key)."""
     import keras_sysid
 
     return keras_sysid.__version__
 
 
 def _note_version(row: dict, where: str, log) -> None:
-    if row.get("keras_sysid") != _version():
+    if row.get("keras_sysid") != keras_sysid_version():
         written_by = row.get("keras_sysid", "an unknown version")
-        log(f"  note: {where} was written by keras_sysid {written_by}; this is {_version()} (not part of the key)")
+        log(f"  note: {where} was written by keras_sysid {written_by}; this is {keras_sysid_version()} (not part of the key)")
 
 
 def retinotopy(rf_positions: np.ndarray, cortical_positions: np.ndarray) -> dict:
@@ -218,7 +219,8 @@ def retinotopy(rf_positions: np.ndarray, cortical_positions: np.ndarray) -> dict
     return result
 
 
-def _write_table(rows: list[dict], columns, out: str, stem: str) -> None:
+def write_table(rows: list[dict], columns, out: str, stem: str) -> None:
+    """Writes ``rows`` to ``out/<stem>.json`` and, with ``columns``, ``out/<stem>.csv``."""
     with open(os.path.join(out, f"{stem}.json"), "w") as file:
         json.dump(rows, file, indent=2)
     with open(os.path.join(out, f"{stem}.csv"), "w", newline="") as file:
@@ -296,11 +298,11 @@ def run_mouse_v1(
     log(f"read {data.name}: {data.n_trials} trials, {data.n_neurons} neurons, images {data.image_shape} "
         f"in {time.perf_counter() - start:.1f} s (sha256 {data.fingerprint()})")
     planned = [
-        _Planned(name, os.path.join(out, name), os.path.join(out, name, "results.json"),
+        PlannedFit(name, os.path.join(out, name), os.path.join(out, name, "results.json"),
                  rivals.fit_key(name, data, settings), backup_dir=os.path.join(out, name, "backup"))
         for name in models
     ]
-    _check_stored_fits(planned, overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
+    check_stored_fits(planned, overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
     os.makedirs(out, exist_ok=True)
     cortical = data.neurons.get("cell_motor_coordinates")
     rows, per_neuron = [], {}
@@ -319,7 +321,7 @@ def run_mouse_v1(
             row = {"model": name, **scores.summary(), **info, "settings": dataclasses.asdict(settings)}
             if cortical is not None:
                 row["retinotopy"] = retinotopy(rf, cortical)
-            row.update(key=plan.key, data_name=data.name, data_path=os.path.abspath(data_path), keras_sysid=_version())
+            row.update(key=plan.key, data_name=data.name, data_path=os.path.abspath(data_path), keras_sysid=keras_sysid_version())
             os.makedirs(folder, exist_ok=True)
             model.save(os.path.join(folder, "model.keras"))
             np.savez(
@@ -334,7 +336,7 @@ def run_mouse_v1(
         log(f"  {name}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle"))
             + (f", retinotopy r_row {row['retinotopy']['r_row']:.2f} r_column {row['retinotopy']['r_column']:.2f}" if "retinotopy" in row else ""))
         rows.append(row)
-    _write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1")
+    write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1")
     _mouse_figures(per_neuron, cortical, out, log)
     return rows
 
@@ -437,9 +439,9 @@ def run_synthetic_types(
         for readout in readouts:
             path = os.path.join(folder, f"{n_types}_{readout}.json")
             # No backup here: the results file is all there is to delete.
-            planned.append(_Planned(f"{n_types} types, {readout}", path, path,
+            planned.append(PlannedFit(f"{n_types} types, {readout}", path, path,
                                     synthetic_types_key(n_types, readout, settings)))
-    _check_stored_fits(planned, overwrite, "", log)
+    check_stored_fits(planned, overwrite, "", log)
     os.makedirs(folder, exist_ok=True)
     rows, populations = [], {}
     for plan in planned:
@@ -460,11 +462,11 @@ def run_synthetic_types(
             log(f"{n_types} types x {settings.neurons_per_type} neurons: fitting {readout}")
             _, info = fit_synthetic_readout(readout, populations[n_types], settings, verbose)
             row = {"n_types": n_types, "n_neurons": n_types * settings.neurons_per_type,
-                   "readout": readout, **info, "key": plan.key, "keras_sysid": _version()}
+                   "readout": readout, **info, "key": plan.key, "keras_sysid": keras_sysid_version()}
             write_json_atomically(row, path, indent=2)
         log(f"  {n_types} types, {readout}: FEV {row['fev']:.3f} ({row['epochs']} epochs, {row['seconds']:.0f} s)")
         rows.append(row)
-    _write_table(rows, ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds"), out, "synthetic_types")
+    write_table(rows, ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds"), out, "synthetic_types")
     try:
         from keras_sysid.experiments import plots
 

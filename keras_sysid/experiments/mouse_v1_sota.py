@@ -31,11 +31,11 @@ from keras_sysid.data.static import StaticDataError, load_static
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.comparison import (
-    _check_stored_fits,
-    _Planned,
-    _version,
-    _write_table,
+    PlannedFit,
     check_scorable,
+    check_stored_fits,
+    keras_sysid_version,
+    write_table,
 )
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, FitSettings
 from keras_sysid.models import build_model, variable_stats
@@ -144,13 +144,13 @@ def fit_variant(spec: dict, data, settings: FitSettings, name: str, verbose: int
     return model, info
 
 
-def _plan(name, spec, data, settings, out) -> _Planned:
+def _plan(name, spec, data, settings, out) -> PlannedFit:
     folder = os.path.join(out, name)
-    return _Planned(name, folder, os.path.join(folder, "results.json"), variant_key(name, spec, data, settings),
+    return PlannedFit(name, folder, os.path.join(folder, "results.json"), variant_key(name, spec, data, settings),
                     backup_dir=os.path.join(folder, "backup"))
 
 
-def _fit_or_read(plan: _Planned, spec, data, settings, log, verbose) -> dict:
+def _fit_or_read(plan: PlannedFit, spec, data, settings, log, verbose) -> dict:
     """The variant's stored fit record (fitting it first if needed): key, info, parameters."""
     if os.path.exists(plan.results_path):
         with open(plan.results_path) as file:
@@ -166,7 +166,7 @@ def _fit_or_read(plan: _Planned, spec, data, settings, log, verbose) -> dict:
     os.makedirs(plan.folder, exist_ok=True)
     model.save(os.path.join(plan.folder, "model.keras"))
     row = {"model": plan.label, **info, "key": plan.key,
-           "data_name": data.name, "keras_sysid": _version()}
+           "data_name": data.name, "keras_sysid": keras_sysid_version()}
     write_json_atomically(row, plan.results_path, indent=2)  # last: it marks the fit as finished
     return row
 
@@ -217,7 +217,7 @@ def run_mouse_v1_sota(
             data.model_inputs("train", needs(spec))  # a missing variable fails now, not after hours of fits
     log(f"read {data.name}: {data.n_trials} trials, {data.n_neurons} neurons (sha256 {data.fingerprint()})")
     planned = {name: _plan(name, SOTA_VARIANTS[name], data, settings, out) for name in variants}
-    _check_stored_fits(list(planned.values()), overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
+    check_stored_fits(list(planned.values()), overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
     os.makedirs(out, exist_ok=True)
 
     # 1. The ablation, on the validation tier.
@@ -243,7 +243,7 @@ def run_mouse_v1_sota(
     }
     later = {**{m: _plan(m, best_spec, data, member_settings[m], out) for m in members[1:]},
              **{name: _plan(name, spec, data, settings, out) for name, spec in extra.items()}}
-    _check_stored_fits(list(later.values()), overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
+    check_stored_fits(list(later.values()), overwrite, f"{os.path.abspath(data_path)} ({data.name})", log)
     for name, plan in later.items():
         spec = extra.get(name, best_spec)
         log(f"[extra] {name}")
@@ -267,7 +267,7 @@ def run_mouse_v1_sota(
                "parameters": int(parameters), "minutes": round(seconds / 60.0, 1), "val_correlation": val}
         log(f"  test {row['model']}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle")))
         rows.append(row)
-    _write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1_sota")
+    write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1_sota")
     return rows
 
 
