@@ -68,6 +68,7 @@ def test_ablation_chooses_on_validation_then_scores_test_once(tmp_path):
     assert os.path.exists(os.path.join(out, f"{best}_seed1", "model.keras"))
     ensemble = rows[2]
     assert ensemble["parameters"] == 2 * next(row["parameters"] for row in rows if row["model"] == best)
+    assert -1.0 <= ensemble["val_correlation"] <= 1.0
     # A second run reads every fit back.
     again = []
     rerun = mouse_v1_sota.run_mouse_v1_sota(tree, out, variants=("lurz_core", "shifter"), settings=_SETTINGS,
