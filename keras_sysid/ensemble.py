@@ -5,9 +5,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_sysid.validation import CheckedArraysMixin
+
 
 @keras.saving.register_keras_serializable(package="keras_sysid")
-class Ensemble(keras.Model):
+class Ensemble(CheckedArraysMixin, keras.Model):
     """Averages the predictions of member models of the same neurons.
 
     Averaging models fitted with different seeds (or different train /
@@ -97,18 +99,6 @@ class Ensemble(keras.Model):
             if hasattr(member, "_check_arrays") and not names <= checked:
                 member._check_arrays(x, y, what)
                 checked |= names
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        self._check_arrays(x, y, "training")
-        return super().fit(x, y, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._check_arrays(x, y, "evaluation")
-        return super().evaluate(x, y, *args, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        self._check_arrays(x, None, "prediction")
-        return super().predict(x, *args, **kwargs)
 
     @classmethod
     def from_preset(cls, name_or_folder, load_weights: bool = True, dtype=None):

@@ -40,7 +40,7 @@ OUTPUT_NONLINEARITIES = {
 
 
 @keras.saving.register_keras_serializable(package="keras_sysid")
-class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
+class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArraysMixin, keras.Model):
     """Predicts the responses of a neural population to images.
 
     ``rates = response_scale * nonlinearity(readout(core((images - image_mean)
@@ -268,27 +268,10 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, keras.Model):
         if missing:
             raise ValueError(self._missing_inputs_message(missing, list(x)))
         n_images = validation.check_images(x["images"], self.image_shape, name=f"{what} images")
-        sizes = {"behavior": self.behavior_stats, "pupil_center": self.pupil_stats}
+        shapes = self.input_shapes()
         for name in self.input_names[1:]:
-            validation.check_trial_variables(
-                x[name], len(sizes[name]["mean"]), n_images, name=f"{what} {name}"
-            )
+            validation.check_trial_variables(x[name], shapes[name][0], n_images, name=f"{what} {name}")
         return n_images
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        self._check_arrays(x, y, "training")
-        validation_data = kwargs.get("validation_data")
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
-            self._check_arrays(validation_data[0], validation_data[1], "validation")
-        return super().fit(x, y, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._check_arrays(x, y, "evaluation")
-        return super().evaluate(x, y, *args, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        self._check_arrays(x, None, "prediction")
-        return super().predict(x, *args, **kwargs)
 
     # -- science helpers ------------------------------------------------------
 

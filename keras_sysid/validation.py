@@ -108,3 +108,26 @@ def check_trial_variables(values, n_variables: int, n_trials: int | None = None,
     if n_trials is not None and array.shape[0] != n_trials:
         raise ValueError(f"{name} have {array.shape[0]} trials but there are {n_trials} images.")
     _check_finite_numbers(array, name)
+
+
+class CheckedArraysMixin:
+    """``fit``, ``evaluate`` and ``predict`` that run ``self._check_arrays(x, y, what)`` first.
+
+    Mixed into Keras models (before ``keras.Model``) that define
+    ``_check_arrays``; ``fit`` also checks a ``validation_data`` tuple.
+    """
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_arrays(x, y, "training")
+        validation_data = kwargs.get("validation_data")
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+            self._check_arrays(validation_data[0], validation_data[1], "validation")
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_arrays(x, y, "evaluation")
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_arrays(x, None, "prediction")
+        return super().predict(x, *args, **kwargs)

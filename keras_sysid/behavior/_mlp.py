@@ -34,3 +34,10 @@ def build_mlp(layers, input_shape) -> None:
     for layer in layers:
         layer.build(shape)
         shape = layer.compute_output_shape(shape)
+
+
+def run_mlp(layers, x):
+    """``x`` through ``layers`` in order."""
+    for layer in layers:
+        x = layer(x)
+    return x

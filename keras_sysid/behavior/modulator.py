@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_sysid.behavior._mlp import build_mlp, check_hidden_units, mlp_layers
+from keras_sysid.behavior._mlp import build_mlp, check_hidden_units, mlp_layers, run_mlp
 
 
 @keras.saving.register_keras_serializable(package="keras_sysid")
@@ -53,10 +53,7 @@ class GainModulator(keras.layers.Layer):
         build_mlp(self.mlp, input_shape)
 
     def call(self, behavior):
-        x = behavior
-        for layer in self.mlp:
-            x = layer(x)
-        return ops.elu(x) + 1.0
+        return ops.elu(run_mlp(self.mlp, behavior)) + 1.0
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.n_neurons)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_sysid.behavior._mlp import build_mlp, check_hidden_units, mlp_layers
+from keras_sysid.behavior._mlp import build_mlp, check_hidden_units, mlp_layers, run_mlp
 
 
 def translate_feature_maps(feature_maps, shift):
@@ -89,10 +89,7 @@ class Shifter(keras.layers.Layer):
         build_mlp(self.mlp, input_shape)
 
     def call(self, eye_position):
-        x = eye_position
-        for layer in self.mlp:
-            x = layer(x)
-        return x
+        return run_mlp(self.mlp, eye_position)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 2)

@@ -70,13 +70,21 @@ def mouse_v1(
         kept = model.readout.prune_mask(MASK_PRUNING)
         pruning = {"mask_pruned_below": f"{MASK_PRUNING:g} of each neuron's peak", "mask_entries_kept": round(kept, 4)}
     scores = evaluation.evaluate_model(model, data, "test").summary()
-    facts = {
-        "name": f"mouse_v1_{rival}",
-        "description": (
-            f"The {rival} model of keras_sysid.experiments.rivals: predicts the responses of 5335 mouse V1 neurons "
-            "to grey-scale natural images."
-        ),
-        "input": "images float32 (batch, 36, 64, 1), pixel values as stored in the data (0..255)",
+    description = (
+        f"The {rival} model of keras_sysid.experiments.rivals: predicts the responses of 5335 mouse V1 neurons "
+        "to grey-scale natural images."
+    )
+    facts = {**_mouse_v1_facts(f"mouse_v1_{rival}", description, _INPUT_UNITS["images"], data, trained_with, scores),
+             **pruning}
+    return model, facts, _card_text(facts)
+
+
+def _mouse_v1_facts(name: str, description: str, inputs: str, data, trained_with: str, scores: dict) -> dict:
+    """The card facts every mouse V1 entry states: what it predicts, from what data, how made and scored."""
+    return {
+        "name": name,
+        "description": description,
+        "input": inputs,
         "output": "responses float32 (batch, 5335), in the data's units (the published responses)",
         "n_neurons": data.n_neurons,
         "image_shape": list(data.image_shape),
@@ -85,11 +93,9 @@ def mouse_v1(
         "citation": MOUSE_V1_CITATION,
         "licence": MOUSE_V1_LICENCE,
         "trained_with": trained_with,
-        "evaluated_with": f"python tools/evaluate.py --model mouse_v1_{rival} --data {data.name}.zip",
+        "evaluated_with": f"python tools/evaluate.py --model {name} --data {data.name}.zip",
         "metrics": scores,
-        **pruning,
     }
-    return model, facts, _card_text(facts)
 
 
 def synthetic_groundtruth(ground_truth: str):
@@ -195,22 +201,11 @@ def mouse_v1_sota(entry: str, data_path: str, run_folder: str):
             "animal's behaviour and eye position as inputs): predicts the responses of 5335 mouse V1 neurons."
         )
     scores = evaluation.evaluate_model(model, data, "test").summary()
+    trained_with = f"python tools/reproduce.py --experiment mouse_v1_sota --data {data.name}.zip"
     facts = {
-        "name": entry,
-        "description": description,
-        "input": _inputs_fact(model.input_names),
+        **_mouse_v1_facts(entry, description, _inputs_fact(model.input_names), data, trained_with, scores),
         "input_names": list(model.input_names),
-        "output": "responses float32 (batch, 5335), in the data's units (the published responses)",
-        "n_neurons": data.n_neurons,
-        "image_shape": list(data.image_shape),
-        "data": _MOUSE_DATA,
-        "neuron_ids": "unit_ids in meta/neurons/unit_ids.npy of the data set, in file order",
-        "citation": MOUSE_V1_CITATION,
-        "licence": MOUSE_V1_LICENCE,
-        "trained_with": f"python tools/reproduce.py --experiment mouse_v1_sota --data {data.name}.zip",
-        "evaluated_with": f"python tools/evaluate.py --model {entry} --data {data.name}.zip",
         "chosen_on_validation": choices,
-        "metrics": scores,
     }
     return model, facts, _card_text({k: v for k, v in facts.items() if k != "chosen_on_validation"})
 
