@@ -21,9 +21,11 @@ from keras_sysid import (
     distribute,
     evaluation,
     export,
+    insilico,
     losses,
     metrics,
     models,
+    normalization,
     positions,
     readouts,
     registry,
@@ -42,6 +44,7 @@ from keras_sysid.models import SystemIdentificationModel, build_model
 from keras_sysid.readouts import FactorizedReadout, FixedMaskReadout, FullyConnectedReadout, GaussianReadout, Readout
 from keras_sysid.regularizers import GroupSparsity, LaplacianSmoothness
 from keras_sysid.training import EarlyStoppingWithDecay, compile_model, fit_with_schedule
+from keras_sysid.zoo import load_any as load_model
 
 __version__ = "0.2.0"
 
@@ -71,9 +74,12 @@ __all__ = [
     "evaluation",
     "export",
     "fit_with_schedule",
+    "insilico",
+    "load_model",
     "losses",
     "metrics",
     "models",
+    "normalization",
     "positions",
     "readouts",
     "registry",

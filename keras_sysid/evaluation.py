@@ -48,6 +48,17 @@ class RepeatScores:
         }
 
 
+def _check_repeated(groups, where: str = "the trials given") -> None:
+    """Refuses groups with no repeated image: every score here compares repeats."""
+    if not groups:
+        raise ValueError("No repeat groups given.")
+    if not any(len(group) > 1 for group in groups):
+        raise ValueError(
+            f"No image of {where} was shown more than once: the oracle, FEVE and repeat-averaged correlation "
+            "need repeats (score a tier with repeated images, e.g. test)."
+        )
+
+
 def score_repeats(responses, predictions, groups) -> RepeatScores:
     """Scores predictions of repeated trials.
 
@@ -66,8 +77,7 @@ def score_repeats(responses, predictions, groups) -> RepeatScores:
         raise ValueError(
             f"responses and predictions must have the same (trials, neurons) shape; got {responses.shape} and {predictions.shape}."
         )
-    if not groups:
-        raise ValueError("No repeat groups given.")
+    _check_repeated(groups)
     blocks = [responses[group] for group in groups]
     # A model's prediction for an image does not depend on the repeat; average
     # anyway so that stochastic or behaviour-dependent models are scored fairly.
@@ -84,7 +94,7 @@ def score_repeats(responses, predictions, groups) -> RepeatScores:
     )
 
 
-def evaluate_model(model, data, tier: str = "test", batch_size: int = 256) -> RepeatScores:
+def evaluate_model(model, data, tier: str = "test", batch_size: int = 256, verbose: int = 0) -> RepeatScores:
     """Predicts ``tier`` of a :class:`~keras_sysid.data.StaticData` and scores it.
 
     Args:
@@ -96,16 +106,22 @@ def evaluate_model(model, data, tier: str = "test", batch_size: int = 256) -> Re
         data: The data set; its neuron count must match the model's.
         tier: Tier with repeated presentations (default ``"test"``).
         batch_size: Prediction batch size.
+        verbose: Keras' progress bar for the predictions (1) or silence (0).
+
+    Raises:
+        ValueError: before predicting, when the neuron counts differ or the
+            tier has no repeated image.
     """
     responses = data.responses[data.indices(tier)]
     n_model = getattr(model, "n_neurons", None)
     if n_model is not None and n_model != data.n_neurons:
         raise ValueError(f"The model predicts {n_model} neurons but the data {data.name!r} holds {data.n_neurons}.")
-    inputs = data.model_inputs(tier, getattr(model, "input_names", ("images",)))
-    predictions = model.predict(inputs, batch_size=batch_size, verbose=0)
     selected = data.indices(tier)
     position = {trial: row for row, trial in enumerate(selected)}
     groups = [np.array([position[t] for t in group]) for group in data.repeat_groups(tier)]
+    _check_repeated(groups, f"the {tier!r} tier of {data.name!r}")
+    inputs = data.model_inputs(tier, getattr(model, "input_names", ("images",)))
+    predictions = model.predict(inputs, batch_size=batch_size, verbose=verbose)
     return score_repeats(responses, predictions, groups)
 
 

@@ -43,3 +43,10 @@ class PoissonLoss(keras.losses.Loss):
         config = super().get_config()
         config["eps"] = self.eps
         return config
+
+
+def is_poisson_type(loss) -> bool:
+    """Whether ``loss`` (as passed to ``compile``) is a Poisson likelihood, which needs non-negative mean responses."""
+    if isinstance(loss, str):
+        return loss.lower() == "poisson"
+    return isinstance(loss, (PoissonLoss, keras.losses.Poisson)) or loss is keras.losses.poisson

@@ -15,8 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sysid import behavior, cores, positions, readouts, validation
+from keras_sysid import behavior, cores, normalization, positions, readouts, validation
 from keras_sysid.distribute import MultiWorkerSafeTrainSteps
+from keras_sysid.normalization import variable_stats  # noqa: F401  (public here since build_model takes its output)
 
 
 def _elu_plus_one(x):
@@ -256,6 +257,8 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
             n_images = self._check_input_dict(x, what)
         else:
             n_images = validation.check_images(x, self.image_shape, name=f"{what} images")
+        validation.warn_if_off_scale(x["images"] if isinstance(x, dict) and "images" in x else x,
+                                     self.image_mean, self.image_std, name=f"{what} images")
         if y is not None:
             validation.check_responses(y, self.n_neurons, n_images, name=f"{what} responses")
 
@@ -273,13 +276,83 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
             validation.check_trial_variables(x[name], shapes[name][0], n_images, name=f"{what} {name}")
         return n_images
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss on responses divided by :attr:`response_scale`, plus the layers' penalties.
+
+        The model predicts each neuron in the data's units; the loss compares
+        prediction and data in units of each neuron's scale, so that, as in
+        Lurz et al. (2021), neurons whose responses are orders of magnitude
+        larger do not rule the fit. With the default scale (ones) this is the
+        plain compiled loss.
+        """
+        if y is not None and y_pred is not None:
+            scale = ops.cast(self.response_scale, y_pred.dtype)
+            y, y_pred = ops.cast(y, y_pred.dtype) / scale, y_pred / scale
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
     # -- science helpers ------------------------------------------------------
+
+    def adapt(self, images, responses=None, behavior=None, pupil_center=None) -> "SystemIdentificationModel":
+        """Learns the model's normalisation from training data (as Keras' preprocessing layers ``adapt``).
+
+        Sets the image mean and std used to standardise the input; with
+        ``responses``, each neuron's response scale
+        (:func:`keras_sysid.normalization.response_scale`, so the loss weighs
+        neurons alike and predictions come out in the data's units) and the
+        readout bias, so the untrained model predicts every neuron's mean
+        response; with ``behavior`` / ``pupil_center``, the statistics that
+        standardise them (for a model that takes them). Call it before
+        compiling and fitting, on the training split only.
+
+        Args:
+            images: ``(T, *image_shape)`` training images, in any units.
+            responses: ``(T, n_neurons)`` training responses, in the data's units.
+            behavior: ``(T, n_behavior)``, for a model with behaviour inputs.
+            pupil_center: ``(T, n_pupil)``, for a model with a shifter.
+
+        Returns:
+            The model itself.
+
+        Raises:
+            ValueError: bad arrays (shape, trial or neuron count, NaN/inf,
+                constant images, responses a Poisson loss cannot model), or
+                state the model does not take.
+
+        Example:
+            >>> model = ks.build_model(n_neurons=y.shape[1], image_shape=x.shape[1:]).adapt(x, y)
+        """
+        n_images = validation.check_images(images, self.image_shape, name="adapt images")
+        if responses is not None:
+            validation.check_responses(responses, self.n_neurons, n_images, name="adapt responses")
+            validation.check_poisson_targets(responses, "adapt responses")
+        image_mean, image_std = normalization.image_statistics(images)
+        stats = {}
+        for name, values, sizes in (("behavior", behavior, self.behavior_stats),
+                                    ("pupil_center", pupil_center, self.pupil_stats)):
+            if values is None:
+                continue
+            if name not in self.input_names:
+                raise ValueError(f"adapt: this model does not take {name!r} (its inputs: {list(self.input_names)}).")
+            validation.check_trial_variables(values, len(sizes["mean"]), n_images, name=f"adapt {name}")
+            stats[name] = normalization.variable_stats(values)
+        self.image_mean, self.image_std = image_mean, image_std
+        self.behavior_stats = stats.get("behavior", self.behavior_stats)
+        self.pupil_stats = stats.get("pupil_center", self.pupil_stats)
+        if responses is not None:
+            responses = np.asarray(responses)
+            self.set_response_scale(normalization.response_scale(responses))
+            self.set_mean_responses(responses.mean(axis=0, dtype="float64"))
+        # Compiled steps hold the old statistics as constants: trace them again.
+        self.train_function = self.test_function = self.predict_function = None
+        return self
 
     def set_mean_responses(self, mean_responses) -> None:
         """Sets the readout bias so that the model predicts these mean rates.
 
         Args:
-            mean_responses: ``(n_neurons,)`` mean training response per neuron.
+            mean_responses: ``(n_neurons,)`` mean training response per neuron,
+                in the units the model predicts (the data's units once a
+                response scale is set: the bias is set for ``mean / scale``).
         """
         mean_responses = np.asarray(mean_responses, dtype="float64")
         if mean_responses.shape != (self.n_neurons,):
@@ -289,6 +362,7 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
         if not np.all(np.isfinite(mean_responses)):
             raise ValueError("mean_responses contains NaN or inf.")
         # Rates at or below zero have no preimage; a small floor keeps the bias finite.
+        mean_responses = mean_responses / ops.convert_to_numpy(self.response_scale.value).astype("float64")
         floor = max(1e-3, 1e-3 * float(np.mean(np.abs(mean_responses))))
         inverse = OUTPUT_NONLINEARITIES[self.nonlinearity][1]
         bias = inverse(np.maximum(mean_responses, floor))
@@ -509,20 +583,6 @@ def _checked_stats(stats, name: str, needed: bool, needed_by: str) -> dict | Non
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
         raise ValueError(f"{name}: 'mean' must be finite and 'std' positive and finite; got {stats!r}.")
     return {"mean": mean.tolist(), "std": std.tolist()}
-
-
-def variable_stats(values) -> dict:
-    """``{"mean", "std"}`` per column of ``(trials, variables)``, as ``build_model`` takes them.
-
-    A constant column gets ``std`` 1, so it standardises to zero instead of dividing by zero.
-    """
-    values = np.asarray(values, dtype="float64")
-    if values.ndim != 2 or len(values) == 0:
-        raise ValueError(f"variable_stats needs a non-empty (trials, variables) array; got shape {values.shape}.")
-    if not np.all(np.isfinite(values)):
-        raise ValueError("variable_stats: the values contain NaN or inf.")
-    std = values.std(axis=0)
-    return {"mean": values.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
 
 
 def build_model(

@@ -125,7 +125,7 @@ def envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing: flo
 
 
 def feature_regression_positions(
-    feature_maps: np.ndarray, responses: np.ndarray, ridge: float = 1.0, max_elements: int = 2**25
+    feature_maps: np.ndarray, responses: np.ndarray, ridge: float = 1.0, max_elements: int = 2**25, verbose: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each neuron's location on a core's grid: where its features predict it best.
 
@@ -145,6 +145,8 @@ def feature_regression_positions(
             standardised over images.
         max_elements: Bound on each chunk's temporaries: grid positions are
             solved in chunks of about ``max_elements / (T * C + C * N)``.
+        verbose: 1: a progress bar over the grid positions (800 neurons on
+            a mouse V1 core's 24x52 grid take about a minute and a half on 2 cores).
 
     Returns:
         ``(positions, scores)``: ``(N, 2)`` (row, column) on the grid, refined
@@ -170,6 +172,7 @@ def feature_regression_positions(
     penalty = float(ridge) * n_images
     scores = np.empty((height * width, responses.shape[1]))
     chunk = max(1, int(max_elements) // (n_images * channels + channels * responses.shape[1]))
+    progress = keras.utils.Progbar(height * width, unit_name="grid position") if verbose else None
     for start in range(0, height * width, chunk):
         design = designs[start:start + chunk].astype("float64")
         design = design - design.mean(axis=1, keepdims=True)
@@ -193,6 +196,8 @@ def feature_regression_positions(
             + np.sum(coefficients * (gram @ coefficients), axis=1)
         )
         scores[start:start + chunk] = 1.0 - held_out_rss / total
+        if progress is not None:
+            progress.update(min(start + chunk, height * width))
     score_maps = scores.T.reshape(-1, height, width)
     return peak_positions(np.maximum(score_maps, 0.0)), score_maps
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_sysid import validation
 from keras_sysid.data.pipeline import EpochStream
 from keras_sysid.devices import preferred_jit_compile
 from keras_sysid.losses import PoissonLoss
@@ -138,15 +139,20 @@ def fit_with_schedule(
     backup_dir=None,
     fingerprint=None,
     jit_compile=None,
+    batch_size: int = 64,
+    seed: int = 0,
 ):
     """Compiles ``model`` and fits it with the paper's schedule.
 
     Args:
         model: A :class:`~keras_sysid.models.SystemIdentificationModel`.
-        train_data: An :class:`~keras_sysid.data.pipeline.EpochStream` (whose
-            epoch orders make resumed and distributed fits equal one
-            uninterrupted single-device fit), or anything ``fit`` accepts,
-            e.g. a ``tf.data.Dataset`` of ``(images, responses)`` batches.
+        train_data: ``(images, responses)`` arrays (images may be the dict of
+            inputs a model with behaviour takes), an
+            :class:`~keras_sysid.data.pipeline.EpochStream` (whose epoch
+            orders make resumed and distributed fits equal one uninterrupted
+            single-device fit; arrays are turned into one), or anything
+            ``fit`` accepts, e.g. a ``tf.data.Dataset`` of ``(images,
+            responses)`` batches.
         validation_data: The same for the validation split; it drives early
             stopping.
         max_epochs: Upper bound on epochs.
@@ -168,11 +174,23 @@ def fit_with_schedule(
             :class:`~keras_sysid.resume.BackupError`.
         jit_compile: ``True``, ``False``, ``"auto"`` (Keras' choice) or ``None``
             (the fastest measured on this device kind, see :mod:`keras_sysid.devices`).
+        batch_size: Batch size when ``train_data`` is arrays.
+        seed: Shuffle seed when ``train_data`` is arrays.
+
+    Raises:
+        ValueError: before any training, for arrays or streams whose shapes,
+            neuron count or values do not fit the model (see
+            :mod:`keras_sysid.validation`), including responses a Poisson loss
+            cannot model.
 
     Returns:
         The Keras ``History``; ``len(history.epoch)`` is the number of epochs
         run (earlier, resumed runs included).
     """
+    train_data = _checked_training_data(model, train_data, "training", batch_size, seed)
+    validation_data = _checked_training_data(model, validation_data, "validation", batch_size, seed)
+    if isinstance(validation_data, EpochStream):
+        validation_data = (validation_data.images, validation_data.responses)
     compile_model(model, learning_rate, jit_compile=jit_compile)
     schedule = EarlyStoppingWithDecay(
         monitor=monitor, patience=patience, n_decays=n_decays, verbose=verbose,
@@ -208,6 +226,26 @@ def fit_with_schedule(
     if backup_dir is not None:
         return _history_of(model, backup.logs())
     return history
+
+
+def _checked_training_data(model, data, what: str, batch_size: int, seed: int):
+    """``data`` with arrays as an :class:`EpochStream`; arrays and streams checked against ``model`` first."""
+    checked = False
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        images = validation.as_model_inputs(data[0], getattr(model, "input_names", ("images",)))
+        if validation.is_array_like(images) or isinstance(images, dict):
+            # Checked as given, so errors name the user's arrays, before the stream copies them.
+            if hasattr(model, "_check_arrays"):
+                model._check_arrays(images, data[1], what)
+            data, checked = EpochStream(images, data[1], batch_size=batch_size, seed=seed), True
+    if isinstance(data, EpochStream):
+        if hasattr(model, "_check_arrays") and not checked:
+            model._check_arrays(data.images, data.responses, what)
+        # fit_with_schedule always trains with the Poisson loss.
+        validation.check_poisson_targets(data.responses, f"{what} responses")
+    elif data is not None and hasattr(model, "input_shapes"):
+        validation.check_element_spec(data, model.input_shapes(), model.n_neurons, what)
+    return data
 
 
 def _history_of(model: keras.Model, logs: dict) -> keras.callbacks.History:

@@ -304,31 +304,142 @@ def load(name_or_path: str, verify_checksums: bool = True, load_weights: bool = 
 # -- saving ------------------------------------------------------------------
 
 
+# -- model cards -------------------------------------------------------------
+
+
+# The settings that define a plain Keras layer inside a composite part (a simulator's Sequential core).
+_KERAS_LAYER_SETTINGS = ("filters", "kernel_size", "strides", "padding", "activation", "negative_slope", "units", "pool_size",
+                         "rate")
+
+
+def _layer_settings(layer) -> dict:
+    """A layer's registered type and the settings that define it (not its name, dtype or initialisers)."""
+    if isinstance(layer, keras.Sequential):
+        def summary(sublayer):
+            config = sublayer.get_config()
+            settings = ", ".join(f"{key}={config[key]}" for key in _KERAS_LAYER_SETTINGS if key in config)
+            return f"{type(sublayer).__name__}({settings})"
+
+        return {"type": "Sequential", "layers": [summary(sublayer) for sublayer in layer.layers]}
+    config = layer.get_config()
+    settings = {key: value for key, value in config.items()
+                if key not in ("name", "trainable", "dtype") and not key.endswith("_initializer")}
+    return {"type": getattr(layer, "type_name", type(layer).__name__), **settings}
+
+
+def architecture(model: keras.Model) -> dict | None:
+    """The model's parts and their settings, JSON-ready, as a card states them.
+
+    Returns:
+        For a :class:`~keras_sysid.models.SystemIdentificationModel`: ``core``
+        and ``readout`` (type and settings), ``output`` (nonlinearity times a
+        per-neuron scale), ``input_standardisation`` (the image mean and std
+        the model subtracts and divides by), the optional ``behavior_channels``,
+        ``shifter`` and ``modulator``, and ``parameters``; for an
+        :class:`~keras_sysid.ensemble.Ensemble`, ``ensemble_of`` and the
+        distinct ``members``; ``None`` for any other model.
+    """
+    if isinstance(model, Ensemble):
+        members = []
+        for member in model.members:
+            facts = architecture(member)
+            if facts not in members:
+                members.append(facts)
+        return {"ensemble_of": len(model.members), "combined_by": "mean of the members' predictions",
+                "members": members, "parameters": int(model.count_params())}
+    if not isinstance(model, SystemIdentificationModel):
+        return None
+    facts = {
+        "core": _layer_settings(model.core),
+        "readout": _layer_settings(model.readout),
+        "output": f"{model.nonlinearity} of the readout, times a per-neuron response scale",
+        "input_standardisation": {"image_mean": model.image_mean, "image_std": model.image_std},
+    }
+    if model.behavior_channels:
+        facts["behavior_channels"] = "the standardised behaviour variables as constant extra core input channels"
+    for name in ("shifter", "modulator"):
+        part = getattr(model, name)
+        if part is not None:
+            facts[name] = _layer_settings(part)
+    facts["parameters"] = int(model.count_params())
+    return facts
+
+
+def _bullets(values) -> list[str]:
+    if isinstance(values, dict):
+        return [f"- **{key.replace('_', ' ')}**: {json.dumps(value) if isinstance(value, (dict, list)) else value}"
+                for key, value in values.items()]
+    if isinstance(values, (list, tuple)):
+        return [f"- {value}" for value in values]
+    return [str(values)]
+
+
+# Card sections: heading -> the facts they hold, in order. Facts not named here
+# are listed under "Other facts".
+_CARD_SECTIONS = {
+    "Inputs and outputs": ("input", "output", "input_scale", "neuron_ids"),
+    "Data and licence": ("data", "citation", "licence"),
+    "Training": ("trained_with", "training", "mask_pruned_below", "mask_entries_kept"),
+    "Evaluation": ("evaluated_with",),
+}
+_NOT_LISTED = ("name", "description", "metrics", "architecture", "intended_use", "limitations", PROVENANCE_KEY,
+               "card_checked_with", "input_names", "saved_on")
+
+
 def model_card(facts: dict) -> str:
-    """A model card (Markdown) from an entry's facts: description, key facts, metrics, provenance."""
+    """A model card (Markdown) from an entry's facts.
+
+    Sections: what it predicts; inputs and outputs (units, scale, neuron
+    order); architecture; data and licence; training (command, epochs,
+    stopping rule); intended use; limitations; evaluation and metrics;
+    provenance (versions, date); how to load it.
+    """
     name = facts.get("name", "model")
     lines = [f"# {name}", "", facts.get("description", "A keras_sysid model."), ""]
-    listed = ("input", "output", "data", "citation", "licence", "trained_with", "mask_pruned_below", "evaluated_with")
-    for key in listed:
+    named = set(_NOT_LISTED)
+    for heading, keys in _CARD_SECTIONS.items():
+        present = [key for key in keys if key in facts]
+        named.update(keys)
+        if heading == "Evaluation":
+            continue  # after intended use and limitations, with the metrics
+        if present:
+            lines += [f"## {heading}", ""]
+            for key in present:
+                value = facts[key]
+                if isinstance(value, dict):
+                    lines += [f"- **{key.replace('_', ' ')}**:", *("  " + line for line in _bullets(value))]
+                else:
+                    lines.append(f"- **{key.replace('_', ' ')}**: {value}")
+            lines.append("")
+        if heading == "Inputs and outputs" and isinstance(facts.get("architecture"), dict):
+            lines += ["## Architecture", "", *_bullets(facts["architecture"]), ""]
+    for key, heading in (("intended_use", "Intended use"), ("limitations", "Known limitations")):
         if key in facts:
-            lines.append(f"- **{key.replace('_', ' ')}**: {facts[key]}")
-    lines += ["", "## Metrics", "", "```json", json.dumps(facts.get("metrics", {}), indent=2), "```", ""]
+            lines += [f"## {heading}", "", *_bullets(facts[key]), ""]
+    lines += ["## Evaluation", ""]
+    if "evaluated_with" in facts:
+        lines += [f"- **evaluated with**: {facts['evaluated_with']}", ""]
+    lines += ["```json", json.dumps(facts.get("metrics", {}), indent=2), "```", ""]
+    others = {key: value for key, value in facts.items() if key not in named}
+    if others:
+        lines += ["## Other facts", "", *_bullets(others), ""]
+    lines += ["## Provenance", ""]
     if isinstance(facts.get(PROVENANCE_KEY), dict):
-        lines += ["## Provenance", ""]
-        lines += [f"- **{key.replace('_', ' ')}**: {value}" for key, value in facts[PROVENANCE_KEY].items()]
-        lines.append("")
-    if "input_names" in facts:  # entries that may be ensembles or take more than images
-        lines += [f"Load it with `keras_sysid.zoo.load(\"{name}\")`; outside the shipped zoo, give the path of this folder."]
-        if len(facts["input_names"]) > 1:
-            lines += ["", f"It takes a dict with keys {facts['input_names']} (one row per trial), e.g. "
-                      f"`model.predict(data.model_inputs(\"test\", model.input_names))` for a `keras_sysid.data.StaticData`."]
-        lines.append("")
+        lines += _bullets(facts[PROVENANCE_KEY])
     else:
-        lines += [
-            f"Load it with `keras_sysid.SystemIdentificationModel.from_preset(\"{name}\")` (or `keras_sysid.zoo.load`); "
-            "outside the shipped zoo, give the path of this folder.",
-            "",
-        ]
+        saved = f"saved on {facts['saved_on']}; " if "saved_on" in facts else ""
+        lines.append(f"- Weights {saved}the versions they were saved with were not recorded (the entry predates "
+                     "that record).")
+    if isinstance(facts.get("card_checked_with"), dict):
+        lines += ["", "This card was rewritten, and the entry's metrics re-measured, with:", "",
+                  *_bullets(facts["card_checked_with"])]
+    lines += ["", "## Loading", "", "```python", "import keras_sysid as ks   # registers the classes the entry uses",
+              f'model = ks.zoo.load("{name}")   # or the path of this folder', "```", ""]
+    lines += ["`keras.saving.load_model` on a `.keras` file of such a model also needs `import keras_sysid` first "
+              "(or use `ks.load_model`): Keras finds custom classes only once their package is imported.", ""]
+    if len(facts.get("input_names", ())) > 1:
+        lines += [f"It takes a dict with keys {facts['input_names']} (one row per trial), e.g. "
+                  f"`model.predict(data.model_inputs(\"test\", model.input_names))` for a `keras_sysid.data.StaticData`.", ""]
     return "\n".join(lines)
 
 
@@ -382,6 +493,8 @@ def _card_with_provenance(model: keras.Model, card: dict | None, folder: str) ->
     if not isinstance(previous, dict):
         raise ValueError(f"card[{PROVENANCE_KEY!r}] must be a dict (save() adds its own keys to it); got {previous!r}.")
     card.setdefault("name", os.path.basename(os.path.normpath(folder)))
+    if "architecture" not in card and architecture(model) is not None:
+        card["architecture"] = architecture(model)
     # Provenance describes this save: its keys replace stale ones of the same name.
     card[PROVENANCE_KEY] = {**previous, **recorded}
     return card
@@ -464,6 +577,44 @@ def save(model: keras.Model, folder: str, card: dict | None = None, card_text: s
         for name in _CHECKED_FILES:
             file.write(f"{sha256(os.path.join(folder, name))}  {name}\n")
     return facts
+
+
+def rewrite_card(folder: str, facts: dict, model: keras.Model | None = None) -> dict:
+    """Rewrites an entry's ``metadata.json`` and ``README.md``, leaving its model files as they are.
+
+    For cards that gain facts after their entry was made: the config and
+    weights are verified and kept byte for byte (no new weights in the
+    repository), the checksums are rewritten. The card records under
+    ``card_checked_with`` the versions and date of this rewrite; the entry's
+    own ``provenance`` (or its absence) is kept.
+
+    Args:
+        folder: The entry's folder.
+        facts: Facts to add or replace (``provenance`` cannot be given).
+        model: The loaded entry, to state its architecture; loaded if ``None``.
+
+    Returns:
+        The facts written.
+    """
+    if PROVENANCE_KEY in facts:
+        raise ValueError(f"rewrite_card keeps the entry's own {PROVENANCE_KEY!r}; do not pass one.")
+    verify(folder)
+    stored = _read_json(os.path.join(folder, METADATA_FILE))
+    model = model if model is not None else load(folder)
+    checked = {key: value for key, value in provenance(model).items()
+               if key.endswith("_version") or key in ("backend", "saved_at")}
+    checked["checked_at"] = checked.pop("saved_at")
+    updated = {**stored, **facts, "card_checked_with": checked}
+    if "architecture" not in facts and architecture(model) is not None:
+        updated["architecture"] = architecture(model)
+    with open(os.path.join(folder, METADATA_FILE), "w") as file:
+        json.dump(updated, file, indent=2)
+    with open(os.path.join(folder, CARD_FILE), "w") as file:
+        file.write(model_card(updated))
+    with open(os.path.join(folder, CHECKSUM_FILE), "w") as file:
+        for name in _CHECKED_FILES:
+            file.write(f"{sha256(os.path.join(folder, name))}  {name}\n")
+    return updated
 
 
 def load_any(model: str) -> keras.Model:

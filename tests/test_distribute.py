@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -73,7 +74,9 @@ print("max weight difference", worst)
 
 
 def _train(*args, env=None):
-    command = [sys.executable, os.path.join(_ROOT, "tools", "train.py"), *_SMALL_RUN, *args]
+    # Each run in a folder of its own: the tool's default folder would resume an earlier test's run.
+    out = () if "--out" in args else ("--out", tempfile.mkdtemp(prefix="train_"))
+    command = [sys.executable, os.path.join(_ROOT, "tools", "train.py"), *_SMALL_RUN, *args, *out]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),

@@ -4,6 +4,7 @@ import dataclasses
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -110,7 +111,10 @@ def test_dtype_sets_the_policy_of_every_layer_for_the_load(entry, images):
 def test_save_to_preset_records_provenance_and_checksums_and_keeps_the_card(entry, tmp_path):
     model, folder = entry
     facts = zoo.metadata(folder)
-    assert {key: value for key, value in facts.items() if key != "provenance"} == _CARD
+    assert {key: value for key, value in facts.items() if key not in ("provenance", "architecture")} == _CARD
+    assert facts["architecture"] == zoo.architecture(model)
+    assert facts["architecture"]["core"]["type"] == model.core.type_name
+    assert facts["architecture"]["parameters"] == model.count_params()
     provenance = facts["provenance"]
     assert provenance["keras_sysid_version"] == ks.__version__
     assert provenance["keras_version"] == keras.__version__
@@ -229,3 +233,42 @@ def test_evaluate_scores_a_synthetic_entry_against_its_truth_without_data(tmp_pa
     np.testing.assert_allclose(scores["corr_test"], np.mean(truth["correlation"]), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(scores["rf_error_px"], np.median(distance), rtol=1e-6)
     np.testing.assert_allclose(scores["frac_rf_within_1px"], np.mean(distance <= 1.0))
+
+
+# What issue 15 asks every card to state (metadata.json keys; README.md headings).
+_CARD_FACTS = ("input", "input_scale", "output", "neuron_ids", "architecture", "trained_with", "training",
+               "intended_use", "limitations", "licence", "metrics")
+_CARD_HEADINGS = ("## Inputs and outputs", "## Architecture", "## Training", "## Intended use", "## Known limitations",
+                  "## Evaluation", "## Provenance", "## Loading")
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_shipped_card_is_complete(name):
+    facts = zoo.metadata(name)
+    for key in _CARD_FACTS:
+        assert facts.get(key), (name, key)
+    training = facts["training"]
+    if isinstance(training, dict):  # a fitted model: epochs and the rule that stopped it
+        assert "epochs_trained" in training and "early stopping" in training["stopping_rule"]
+    assert "provenance" in facts or ("saved_on" in facts and "keras_version" in facts["card_checked_with"])
+    with open(os.path.join(zoo._resolve(name), "README.md")) as file:
+        card = file.read()
+    for heading in _CARD_HEADINGS:
+        assert heading in card, (name, heading)
+    if name.startswith("mouse_v1"):
+        assert "50 of the 100 published test images" in card and "unit_ids" in card
+
+
+def test_rewrite_card_keeps_the_model_files_byte_for_byte(tmp_path):
+    folder = str(tmp_path / "entry")
+    shutil.copytree(zoo._resolve("synthetic_cnn_groundtruth"), folder)
+    before = {name: zoo.sha256(os.path.join(folder, name)) for name in ("config.json", "model.weights.h5")}
+    facts = zoo.rewrite_card(folder, {"intended_use": ["Testing a card rewrite."]})
+    assert {name: zoo.sha256(os.path.join(folder, name)) for name in before} == before
+    zoo.verify(folder)
+    assert zoo.metadata(folder)["intended_use"] == ["Testing a card rewrite."] == facts["intended_use"]
+    assert facts["card_checked_with"]["keras_version"] == keras.__version__
+    with open(os.path.join(folder, "README.md")) as file:
+        assert "- Testing a card rewrite." in file.read()
+    with pytest.raises(ValueError, match="keeps the entry's own 'provenance'"):
+        zoo.rewrite_card(folder, {"provenance": {}})

@@ -16,11 +16,12 @@ from keras_sysid.data.static import load_static
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(tool, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def _run(tool, *args, cwd=None, quiet=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3") if quiet else {
+        key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, os.path.join(_ROOT, "tools", tool), *args],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True, text=True, env=env, timeout=600, cwd=cwd,
     )
     return result
 
@@ -141,3 +142,66 @@ def test_reproduce_runs_under_the_jax_backend_and_keys_its_fits_by_backend(tmp_p
 def test_an_unknown_backend_is_named_before_anything_runs():
     result = _run("train.py", "--backend", "theano")
     assert result.returncode != 0 and "--backend must be one of tensorflow, jax, torch; got 'theano'" in result.stderr
+
+
+def test_tools_start_without_tensorflow_banner_noise():
+    result = _run("train.py", "--help", quiet=False)
+    assert "--out" in result.stdout  # absl exits --help with status 1
+    for noise in ("I0000", "oneDNN", "cuda", "CUDA", "absl::InitializeLog", "cpu_feature_guard"):
+        assert noise not in result.stderr, result.stderr
+
+
+def test_train_keeps_its_model_in_a_default_run_folder_and_resumes_it(tmp_path):
+    args = ("--n_neurons", "20", "--image_size", "16", "--n_train", "256", "--epochs", "1", "--mixed_precision", "false")
+    first = _run("train.py", *args, cwd=str(tmp_path))
+    assert first.returncode == 0, first.stderr[-3000:]
+    folder_line = next(line for line in first.stdout.splitlines() if line.startswith("run folder: "))
+    folder = folder_line.split()[2]
+    assert folder.startswith(os.path.join("runs", "train", "dog_factorized_"))
+    assert (tmp_path / folder / "model.keras").exists() and (tmp_path / folder / "results.json").exists()
+    again = _run("train.py", *args, cwd=str(tmp_path))
+    assert again.returncode == 0 and folder_line in again.stdout
+    for key in ("fev", "rf_error_px", "epochs"):
+        assert json.loads(again.stdout.strip().splitlines()[-1])[key] == json.loads(first.stdout.strip().splitlines()[-1])[key]
+    other = _run("train.py", *args, "--seed", "1", cwd=str(tmp_path))
+    assert other.returncode == 0 and folder_line not in other.stdout
+
+
+def test_export_refuses_to_overwrite_unless_asked(saved_model, tmp_path):
+    out = tmp_path / "serving"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    refused = _run("export.py", "--model", saved_model, "--out", str(out))
+    assert refused.returncode != 0 and "exists; pass --overwrite" in refused.stderr
+    assert (out / "keep.txt").read_text() == "mine"
+    replaced = _run("export.py", "--model", saved_model, "--out", str(out), "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert (out / "saved_model.pb").exists() and not (out / "keep.txt").exists()
+
+
+def test_evaluate_refuses_a_tier_without_repeats_before_computing(saved_model, tmp_path):
+    result = _run("evaluate.py", "--model", saved_model, "--data", write_tree(str(tmp_path)), "--tier", "train")
+    assert result.returncode != 0 and "No image of the 'train' tier" in result.stderr
+    assert "RuntimeWarning" not in result.stderr and "reading" in result.stdout
+
+
+def test_insilico_tool_writes_meis_table_and_figures_in_the_order_given(tmp_path):
+    out = tmp_path / "insilico"
+    result = _run("insilico.py", "--model", "synthetic_dog_factorized", "--neurons", "5,1-2", "--steps", "20",
+                  "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.load(out / "meis.npy").shape == (3, 48, 48, 1)
+    assert np.load(out / "neurons.npy").tolist() == [5, 1, 2]
+    with open(out / "neurons.json") as file:
+        rows = json.load(file)["neurons"]
+    assert [row["neuron"] for row in rows] == [5, 1, 2]
+    for key in ("mei_activation", "rf_row", "rf_col", "rf_size", "preferred_orientation_deg", "osi"):
+        assert all(np.isfinite(row[key]) for row in rows), key
+    for name in ("neurons.csv", "meis.png", "rf_centres.png", "tuning.png", "tuning_responses.npy"):
+        assert (out / name).exists(), name
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["n_neurons"] == 3 and "osi" in summary["median"]
+    bad = _run("insilico.py", "--model", "synthetic_dog_factorized", "--neurons", "0,1000", "--out", str(out))
+    assert bad.returncode != 0 and "Unknown neuron index [1000]: the model predicts 1000 neurons" in bad.stderr
+    backwards = _run("insilico.py", "--model", "synthetic_dog_factorized", "--neurons", "9-3", "--out", str(out))
+    assert backwards.returncode != 0 and "runs backwards" in backwards.stderr

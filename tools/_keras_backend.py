@@ -1,14 +1,24 @@
-"""``--backend`` for the command-line tools.
+"""``--backend`` for the command-line tools, and a TensorFlow start-up without its banner.
 
 Keras picks its backend once, when it is first imported, from the
 ``KERAS_BACKEND`` environment variable. A tool therefore imports this module
 before Keras or keras_sysid: it reads ``--backend NAME`` (or
 ``--backend=NAME``) from the command line, sets the variable, and defines the
 absl flag so that ``--help`` lists it and absl accepts it.
+
+It also imports TensorFlow (where installed) with its start-up messages
+filtered out. TensorFlow 2.21 writes them from C++ before its logging is set
+up, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them: oneDNN and CPU-instruction
+notices, "could not find cuda drivers" and, with a CUDA build on a CPU
+machine, cuDNN/cuFFT/cuBLAS registration errors. Every other line it writes
+(warnings and errors) is passed on.
 """
 
+import importlib.util
 import os
+import re
 import sys
+import tempfile
 
 from absl import flags
 
@@ -46,3 +56,45 @@ def check() -> str:
             "import tools/_keras_backend.py before Keras."
         )
     return BACKEND.value
+
+
+# What TensorFlow prints at start-up that says nothing about the user's run.
+_STARTUP_NOISE = re.compile(
+    r"^(I\d{4} .*"  # absl INFO lines: oneDNN, cudart stub, CPU feature guard
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: .*)$"  # continuation of the CPU feature guard line
+)
+# On a machine without CUDA drivers, a CUDA build also reports failing to find
+# a GPU (cuInit, cuDNN/cuFFT/cuBLAS registration): no news there, an error on a GPU machine.
+_NO_DRIVER = "Could not find cuda drivers"
+_CUDA_ERROR = re.compile(r"^[EW]\d{4} .*(cuda|CUDA|cuDNN|cuFFT|cuBLAS|TensorRT|Unable to register).*$")
+
+
+def _import_tensorflow_quietly() -> None:
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    # Messages TensorFlow logs once running: INFO off, warnings and errors kept.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+
+            # Looking for GPUs is where a CUDA build on a CPU machine fails cuInit;
+            # it does not start the runtime (tf.distribute and device settings still apply).
+            tensorflow.config.list_physical_devices("GPU")
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines()
+            no_driver = any(_NO_DRIVER in line for line in lines)
+            for line in lines:
+                if line.strip() and not _STARTUP_NOISE.match(line) and not (no_driver and _CUDA_ERROR.match(line)):
+                    print(line, file=sys.stderr)
+
+
+_import_tensorflow_quietly()

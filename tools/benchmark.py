@@ -28,6 +28,7 @@ Examples:
 
 import json
 
+import _keras_backend  # first: it sets KERAS_BACKEND and imports TensorFlow without its banner
 from absl import app, flags
 
 from keras_sysid.experiments import benchmark

@@ -20,11 +20,16 @@ Examples:
 
   # The factorized model fitted to a synthetic ground truth (as tools/train.py).
   python tools/build_zoo.py --entry synthetic_cnn_factorized
+
+  # Rewrite an existing entry's card with today's facts (metrics re-measured, weights untouched).
+  python tools/build_zoo.py --entry mouse_v1_gaussian --card_only \
+      --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
 """
 
 import json
 import os
 
+import _keras_backend  # first: it sets KERAS_BACKEND and imports TensorFlow without its banner
 from absl import app, flags
 
 from keras_sysid import zoo
@@ -41,14 +46,23 @@ _TRAINED_WITH = flags.DEFINE_string(
     "trained_with", None, "mouse_v1_* with --model: the command that fitted it, for the card (default: reproduce.py)."
 )
 _OUT = flags.DEFINE_string("out", None, "Entry folder (default zoo/<entry>).")
+_CARD_ONLY = flags.DEFINE_bool(
+    "card_only", False,
+    "Rewrite an existing entry's card (metadata.json, README.md) with the facts today's cards state, after "
+    "re-measuring its metrics; its model files are kept byte for byte.",
+)
 
 
 def main(argv):
     del argv
     if _ENTRY.value.startswith("mouse_v1") and not _DATA.value:
         raise app.UsageError(f"--entry {_ENTRY.value} needs --data.")
-    model, facts, card_text = zoo_recipes.RECIPES[_ENTRY.value]({"data": _DATA.value, "model": _MODEL.value, "trained_with": _TRAINED_WITH.value})
     out = _OUT.value or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo", _ENTRY.value)
+    if _CARD_ONLY.value:
+        facts = zoo.rewrite_card(out, zoo_recipes.refreshed_card(_ENTRY.value, out, _DATA.value))
+        print(json.dumps({"entry": _ENTRY.value, "folder": out, "card": "rewritten", "metrics": facts.get("metrics", {})}))
+        return
+    model, facts, card_text = zoo_recipes.RECIPES[_ENTRY.value]({"data": _DATA.value, "model": _MODEL.value, "trained_with": _TRAINED_WITH.value})
     zoo.save(model, out, facts, card_text)
     print(json.dumps({"entry": _ENTRY.value, "folder": out, "metrics": facts.get("metrics", {})}))
 

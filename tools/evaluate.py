@@ -1,6 +1,6 @@
 r"""Score a fitted model: on the test tier of a ``static*-preproc0`` data set, or against a synthetic truth.
 
-With ``--data``, prints, as its last line, one JSON object with
+With ``--data``, prints its progress (reading, predicting), then, as its last line, one JSON object with
 ``corr_single``, ``corr_avg``, ``feve``, ``frac_oracle``, ``oracle``,
 ``n_neurons``, ``n_trials`` and ``n_images`` (see ``keras_sysid.evaluation``).
 
@@ -35,8 +35,9 @@ import json
 import os
 import re
 import sys
+import time
 
-import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Keras is imported
+import _keras_backend  # first: it sets KERAS_BACKEND from --backend, and imports TensorFlow without its banner
 import numpy as np
 from absl import app, flags
 
@@ -117,10 +118,15 @@ def main(argv):
                           "tier": "test", **scores}))
         return
     try:
+        started = time.perf_counter()
+        print(f"reading {_DATA.value} ...", flush=True)
         data = load_static(_DATA.value, tiers=[_TIER.value])
+        print(f"  {data.name}: {len(data.indices(_TIER.value))} {_TIER.value} trials, {data.n_neurons} neurons "
+              f"({time.perf_counter() - started:.1f} s)", flush=True)
         # A pruned factorized mask is read sparsely: the same predictions, faster (models.for_inference).
         model = models.for_inference(zoo.load_any(_MODEL.value))
-        scores = evaluation.evaluate_model(model, data, _TIER.value, _BATCH_SIZE.value)
+        print(f"predicting with {_MODEL.value} ...", flush=True)
+        scores = evaluation.evaluate_model(model, data, _TIER.value, _BATCH_SIZE.value, verbose=2)
     except (StaticDataError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     if _PER_NEURON.value:

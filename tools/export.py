@@ -15,22 +15,32 @@ Examples:
       -e MODEL_NAME=mouse_v1 tensorflow/serving
 """
 
+import os
+import shutil
 import sys
 
+import _keras_backend  # first: it sets KERAS_BACKEND and imports TensorFlow without its banner
 from absl import app, flags
 
 from keras_sysid import export, zoo
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
-_OUT = flags.DEFINE_string("out", None, "SavedModel folder to write.", required=True)
+_OUT = flags.DEFINE_string("out", None, "SavedModel folder to write (must not exist, unless --overwrite).", required=True)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out folder.")
 
 
 def main(argv):
     del argv
+    if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
+        sys.exit(f"error: {_OUT.value} is a file, not a folder for a SavedModel.")
+    if os.path.exists(_OUT.value) and not _OVERWRITE.value:
+        sys.exit(f"error: {_OUT.value} exists; pass --overwrite to replace it, or choose another --out.")
     try:
         model = zoo.load_any(_MODEL.value)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
+    if os.path.exists(_OUT.value):
+        shutil.rmtree(_OUT.value)
     export.export_saved_model(model, _OUT.value)
     inputs = ", ".join(f"{name} {list(shape)}" for name, shape in export.input_shapes(model).items())
     print(f"wrote {_OUT.value}: serving_default {inputs} -> responses [{model.n_neurons}]")

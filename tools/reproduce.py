@@ -38,11 +38,11 @@ import functools
 import json
 import sys
 
-import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Keras is imported
+import _keras_backend  # first: it sets KERAS_BACKEND from --backend, and imports TensorFlow without its banner
 from absl import app, flags
 
 from keras_sysid.data.static import StaticDataError
-from keras_sysid.experiments import comparison, modulation, mouse_v1_sota
+from keras_sysid.experiments import comparison, insilico_checks, modulation, mouse_v1_sota
 from keras_sysid.experiments.presets import (
     RIVALS,
     SOTA_VARIANTS,
@@ -53,7 +53,9 @@ from keras_sysid.experiments.presets import (
 from keras_sysid.resume import BackupError
 
 _EXPERIMENT = flags.DEFINE_enum(
-    "experiment", None, ["mouse_v1", "mouse_v1_sota", "synthetic_types", "synthetic_modulation"], "Which comparison.",
+    "experiment", None,
+    ["mouse_v1", "mouse_v1_sota", "synthetic_types", "synthetic_modulation", "insilico_truth", "insilico_mouse_v1"],
+    "Which comparison.",
     required=True,
 )
 _DATA = flags.DEFINE_string("data", None, "mouse_v1: a static*-preproc0 zip file or folder.")
@@ -61,7 +63,8 @@ _OUT = flags.DEFINE_string("out", None, "Output folder (default runs/<experiment
 _MODELS = flags.DEFINE_list(
     "models", None,
     f"mouse_v1: rivals to fit, of {list(RIVALS)}; mouse_v1_sota: variants, of {list(SOTA_VARIANTS)}; "
-    f"synthetic_types: readouts, of {list(SYNTHETIC_READOUTS)}. Default: all.",
+    f"synthetic_types: readouts, of {list(SYNTHETIC_READOUTS)}; insilico_mouse_v1: the model (a zoo name or "
+    "path; default mouse_v1_gaussian). Default: all.",
 )
 _ENSEMBLE_SIZE = flags.DEFINE_integer("ensemble_size", 5, "mouse_v1_sota: members of the ensemble of the best variant.")
 _MAX_EPOCHS = flags.DEFINE_integer("max_epochs", None, "Upper bound on epochs per model (default per experiment).")
@@ -98,6 +101,18 @@ def main(argv):
                 settings=settings, ensemble_size=_ENSEMBLE_SIZE.value, overwrite=_OVERWRITE.value,
             )
             columns = mouse_v1_sota.TABLE_COLUMNS
+    elif _EXPERIMENT.value == "insilico_truth":
+        summaries = [insilico_checks.against_truth(truth, out=f"{out}/{truth}") for truth in ("dog", "cnn")]
+        print(json.dumps(summaries, indent=2))
+        print(f"\nwritten to {out}/")
+        return
+    elif _EXPERIMENT.value == "insilico_mouse_v1":
+        if not _DATA.value:
+            raise app.UsageError("--experiment insilico_mouse_v1 needs --data (a static*-preproc0 zip or folder).")
+        model = (_MODELS.value or ["mouse_v1_gaussian"])[0]
+        print(json.dumps(insilico_checks.mouse_v1(model, _DATA.value, out), indent=2))
+        print(f"\nwritten to {out}/")
+        return
     elif _EXPERIMENT.value == "synthetic_modulation":
         settings = modulation.ModulationProofSettings(seed=_SEED.value)
         if _MAX_EPOCHS.value:

@@ -15,9 +15,11 @@ Examples:
   python tools/train.py --ground_truth cnn --n_types 4 --core identity \
       --readout fully_connected
 
-  # Save the model (.keras) and the results (results.json). The run is
-  # resumable: after a crash or kill -9, rerun the same command and it goes on
-  # from the last completed epoch (backups in runs/dog/backup).
+  # Every run keeps its model (.keras) and results (results.json) in a folder,
+  # printed at the start: runs/train/<truth>_<readout>_<hash of the settings>
+  # by default, or --out. The run is resumable: after a crash or kill -9, rerun
+  # the same command and it goes on from the last completed epoch (backups in
+  # OUT/backup); a finished run is read back, not refitted.
   python tools/train.py --out runs/dog
 
   # The same fit under JAX (any installed Keras backend; README, Benchmark).
@@ -32,10 +34,12 @@ Examples:
       python tools/train.py --strategy multiworker --out runs/dog_2workers
 """
 
+import dataclasses
+import hashlib
 import json
 import os
 
-import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Keras is imported
+import _keras_backend  # first: it sets KERAS_BACKEND from --backend, and imports TensorFlow without its banner
 import keras
 from absl import app, flags
 
@@ -61,7 +65,11 @@ _EPOCHS = flags.DEFINE_integer("epochs", 200, "Maximum epochs (early stopping us
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", SyntheticRunConfig.learning_rate, "Initial learning rate.")
 _PATIENCE = flags.DEFINE_integer("patience", 5, "Epochs without improvement before each LR step.")
-_OUT = flags.DEFINE_string("out", None, "Folder to write model.keras and results.json into.")
+_OUT = flags.DEFINE_string(
+    "out", None,
+    "Folder to write model.keras, results.json and resumable backups into "
+    "(default: runs/train/<ground_truth>_<readout>_<hash of every setting>, printed at the start).",
+)
 _BACKUP_DIR = flags.DEFINE_string(
     "backup_dir", None, "Folder of per-epoch backups for resuming (default: OUT/backup when --out is given)."
 )
@@ -112,7 +120,10 @@ def main(argv):
         mixed_precision = _MIXED_PRECISION.value == "true"
     if mixed_precision:
         keras.mixed_precision.set_global_policy(devices.mixed_policy_name())
-    backup_dir = _BACKUP_DIR.value or (os.path.join(_OUT.value, "backup") if _OUT.value else None)
+    out = _OUT.value or _default_out(config, backend, mixed_precision, _STRATEGY.value)
+    if distribute.is_chief():
+        print(f"run folder: {out} (model.keras, results.json; rerun the same command to resume)", flush=True)
+    backup_dir = _BACKUP_DIR.value or os.path.join(out, "backup")
     if backup_dir and not distribute.is_chief():
         # Every worker must train (and back up) in step, but into its own folder.
         backup_dir = os.path.join(backup_dir, f"worker{distribute.task_index()}")
@@ -123,12 +134,20 @@ def main(argv):
     results["strategy"] = _STRATEGY.value
     results["replicas"] = int(strategy.num_replicas_in_sync) if strategy is not None else 1
     results["precision"] = "mixed" if mixed_precision else "float32"
-    if _OUT.value and distribute.is_chief():
-        os.makedirs(_OUT.value, exist_ok=True)
-        model.save(os.path.join(_OUT.value, "model.keras"))
-        with open(os.path.join(_OUT.value, "results.json"), "w") as file:
+    if distribute.is_chief():
+        os.makedirs(out, exist_ok=True)
+        model.save(os.path.join(out, "model.keras"))
+        with open(os.path.join(out, "results.json"), "w") as file:
             json.dump(results, file, indent=2)
     print(json.dumps(results))
+
+
+def _default_out(config, backend: str, mixed_precision: bool, strategy: str) -> str:
+    """``runs/train/<truth>_<readout>_<hash>``: one folder per distinct run, so the same command resumes it."""
+    settings = {**dataclasses.asdict(config), "backend": backend, "mixed_precision": bool(mixed_precision),
+                "strategy": strategy}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return os.path.join("runs", "train", f"{config.ground_truth}_{config.readout}_{digest}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ Examples:
 
 import json
 
-import _keras_backend  # first: it sets KERAS_BACKEND from --backend before Keras is imported
+import _keras_backend  # first: it sets KERAS_BACKEND from --backend, and imports TensorFlow without its banner
 from absl import app, flags
 
 from keras_sysid import readouts

@@ -3,7 +3,7 @@
 The TFDS builders live in :mod:`keras_sysid.data.tfds_builders` (imported on demand).
 """
 
-from keras_sysid.data.pipeline import make_dataset
+from keras_sysid.data.pipeline import EpochStream, make_dataset
 from keras_sysid.data.static import StaticData, StaticDataError, load_static
 from keras_sysid.data.synthetic import (
     GROUND_TRUTHS,
@@ -18,6 +18,7 @@ __all__ = [
     "GROUND_TRUTHS",
     "CNNGroundTruth",
     "DoGGroundTruth",
+    "EpochStream",
     "Split",
     "StaticData",
     "StaticDataError",

@@ -34,6 +34,8 @@ import zipfile
 
 import numpy as np
 
+from keras_sysid import normalization
+
 KNOWN_TIERS = ("train", "validation", "test", "final_test")
 _TRIAL_FOLDERS = ("images", "responses", "behavior", "pupil_center")
 _REQUIRED_FOLDERS = ("images", "responses")
@@ -237,23 +239,12 @@ class StaticData:
 
     def image_statistics(self, tier: str = "train") -> tuple[float, float]:
         """Mean and standard deviation of all pixels of ``tier``'s images."""
-        images = self.images[self.indices(tier)]
-        return float(images.mean(dtype="float64")), float(images.std(dtype="float64"))
+        return normalization.image_statistics(self.images[self.indices(tier)])
 
     def response_scale(self, tier: str = "train") -> np.ndarray:
-        """Per-neuron scale for training, ``(N,)``: the response std over ``tier``.
-
-        Responses of different neurons differ in scale by orders of magnitude
-        (deconvolved calcium traces), and the Poisson loss summed over neurons
-        would be ruled by the largest. Dividing by each neuron's std gives
-        every neuron a comparable say, as Lurz et al. (2021) do. The mean is not
-        subtracted: a Poisson loss needs non-negative targets. Neurons with a
-        std below 1% of the median std are scaled by that floor instead, so a
-        silent neuron is not blown up.
-        """
-        std = self.responses[self.indices(tier)].std(axis=0, dtype="float64")
-        floor = 0.01 * float(np.median(std)) if np.any(std > 0) else 1.0
-        return np.maximum(std, max(floor, 1e-12)).astype("float32")
+        """Per-neuron scale for training, ``(N,)``: the response std over ``tier``
+        (:func:`keras_sysid.normalization.response_scale`)."""
+        return normalization.response_scale(self.responses[self.indices(tier)])
 
     def repeat_groups(self, tier: str = "test") -> list[np.ndarray]:
         """Trial indices of ``tier`` grouped by image id, one array per image."""

@@ -86,3 +86,96 @@ def plot_fev_by_types(table: list[dict], path: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_mei_grid(images: np.ndarray, labels, path: str, background: float = 0.0, columns: int = 8) -> None:
+    """MEIs (or any images) in a grid, each on a symmetric grey scale around ``background``.
+
+    Args:
+        images: ``(n, H, W, 1)`` or ``(n, H, W)``.
+        labels: One title per image (e.g. neuron and activation).
+        path: Output image file.
+        background: The grey the images deviate from.
+        columns: Images per row.
+    """
+    plt = _pyplot()
+    images = np.asarray(images)[..., 0] if np.asarray(images).ndim == 4 else np.asarray(images)
+    rows = -(-len(images) // columns)
+    height, width = images.shape[1:3]
+    scale = 1.6 / max(height, width) * 1.0
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * width * scale + 0.2, rows * (height * scale + 0.35)),
+                                squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, label in zip(axes.ravel(), images, labels):
+        limit = float(np.max(np.abs(image - background))) or 1.0
+        axis.imshow(image, cmap="gray", vmin=background - limit, vmax=background + limit)
+        axis.set_title(str(label), fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+
+
+def plot_rf_centres(centres: np.ndarray, image_shape, path: str, reference: np.ndarray | None = None,
+                    reference_label: str = "readout position", title: str = "") -> None:
+    """Gradient-RF centres on the visual field (image pixels), optionally joined to a reference position each.
+
+    Args:
+        centres: ``(n, 2)`` (row, column).
+        image_shape: ``(H, W, ...)`` of the images.
+        path: Output image file.
+        reference: ``(n, 2)`` other positions of the same neurons (e.g. the readout's).
+        reference_label: Legend label of ``reference``.
+        title: Figure title.
+    """
+    plt = _pyplot()
+    height, width = image_shape[:2]
+    figure, axis = plt.subplots(figsize=(6, 6 * height / width + 0.6))
+    if reference is not None:
+        for (r0, c0), (r1, c1) in zip(centres, reference):
+            axis.plot([c0, c1], [r0, r1], color="0.7", lw=0.5)
+        axis.scatter(reference[:, 1], reference[:, 0], s=6, color="tab:orange", label=reference_label, lw=0)
+    axis.scatter(centres[:, 1], centres[:, 0], s=6, color="tab:blue", label="gradient RF centre", lw=0)
+    axis.set_xlim(-0.5, width - 0.5)
+    axis.set_ylim(height - 0.5, -0.5)
+    axis.set_aspect("equal")
+    axis.set_xlabel("column (px)")
+    axis.set_ylabel("row (px)")
+    axis.legend(fontsize=7, loc="upper right")
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+def plot_tuning(orientations: np.ndarray, curves: np.ndarray, preferred: np.ndarray, osi: np.ndarray, labels,
+                path: str, examples: int = 8) -> None:
+    """Orientation tuning: example curves, and the distributions of preferred orientation and OSI.
+
+    Args:
+        orientations: ``(K,)`` radians.
+        curves: ``(n, K)`` responses (phase-averaged, at each neuron's preferred frequency).
+        preferred: ``(n,)`` preferred orientation, radians.
+        osi: ``(n,)`` orientation selectivity index.
+        labels: One label per neuron.
+        path: Output image file.
+        examples: How many curves to draw (the most selective first).
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    degrees = np.degrees(orientations)
+    for index in np.argsort(-osi)[:examples]:
+        curve = curves[index]
+        axes[0].plot(degrees, curve / max(float(curve.max()), 1e-12), marker=".", lw=1,
+                     label=f"{labels[index]} (OSI {osi[index]:.2f})")
+    axes[0].set_xlabel("grating orientation (deg)")
+    axes[0].set_ylabel("response / max")
+    axes[0].legend(fontsize=6)
+    axes[1].hist(np.degrees(preferred), bins=np.linspace(0, 180, 13), color="tab:blue")
+    axes[1].set_xlabel("preferred orientation (deg; 0 = vertical bars)")
+    axes[1].set_ylabel("neurons")
+    axes[2].hist(osi, bins=np.linspace(0, 1, 21), color="tab:green")
+    axes[2].set_xlabel(f"OSI (median {np.median(osi):.2f})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

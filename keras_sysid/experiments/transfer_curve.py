@@ -165,7 +165,7 @@ def _fit_point(
         if locations == "known":
             on_grid = model.pixels_to_grid(population.locations.astype("float64"))
         elif locations == "core" and label == "transferred":
-            on_grid = locate_new_neurons(model, population.train.images, population.train.responses)
+            on_grid = locate_new_neurons(model, population.train.images, population.train.responses, verbose=0)
         else:
             on_grid = model.pixels_to_grid(envelope_positions(population.train.images, population.train.responses))
         try:

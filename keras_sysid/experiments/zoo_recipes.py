@@ -19,7 +19,7 @@ from keras_sysid import evaluation, zoo
 from keras_sysid.data.static import load_static
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
-from keras_sysid.experiments.presets import FitSettings, zoo_synthetic_config
+from keras_sysid.experiments.presets import RIVALS, FitSettings, zoo_synthetic_config
 from keras_sysid.experiments.synthetic import run_synthetic
 from keras_sysid.simulators import groundtruth_model
 
@@ -41,6 +41,69 @@ _MOUSE_DATA = "static20457-5-9-preproc0 (mouse V1 L2/3, 5335 neurons, 36x64 grey
 # The model card of an entry, written from its facts (one writer, in keras_sysid.zoo).
 _card_text = zoo.model_card
 
+MOUSE_V1_INTENDED_USE = [
+    "Predicting the responses of this scan's 5335 neurons (mouse 20457, session 5, scan 9; V1 layer 2/3) to "
+    "grey-scale natural images like those it was trained on (36x64 pixels, values as stored, 0..255).",
+    "In-silico experiments on these neurons (most exciting inputs, receptive fields, tuning curves) and a "
+    "pretrained core for new neurons (keras_sysid.transfer).",
+    "Non-commercial research only: the data's licence (CC BY-NC-ND 4.0) binds models trained on it.",
+]
+MOUSE_V1_LIMITATIONS = [
+    "Test metrics are on 50 of the 100 published test images (500 trials, the ones in the data); the data's "
+    "providers hold the other 50 back as an independent check.",
+    "One scan of one animal: neuron i of the output is unit_ids[i] of this data set; for other neurons a "
+    "readout must be fitted (keras_sysid.transfer).",
+    "Readout positions live on the core's output grid, which a valid first convolution makes smaller than the "
+    "image (by 12 pixels in each direction for the paper's 13x13 core, 8 for Lurz et al.'s 9x9 one): neurons "
+    "whose receptive fields lie at the image border are modelled less well.",
+    "It predicts the response to a static flashed image in the published response window, not to movies.",
+    "Only 4472 training trials: the fraction of oracle in the metrics says how much of the explainable "
+    "variance the model leaves unexplained.",
+]
+_IMAGE_ONLY_LIMITATION = (
+    "It sees images only: trial-to-trial changes with the animal's state (running, pupil size, eye position) "
+    "are not modelled."
+)
+SYNTHETIC_INTENDED_USE = [
+    "Testing methods against a known truth: the simulated cells' locations and types are known, so recovered "
+    "receptive fields, MEIs and tuning can be checked exactly.",
+    "Tutorials and tests; not a model of any real neurons.",
+]
+
+
+def _input_scale(model) -> str:
+    """What a card says about the scale of the images the model takes."""
+    mean, std = model.image_mean, model.image_std
+    return (f"images as stored in the data; the model standardises them with the training images' mean {mean:.4g} "
+            f"and std {std:.4g}, and warns when given images far off that scale (e.g. 0..1 instead of 0..255)")
+
+
+def fit_facts(epochs, settings: FitSettings, max_epochs: int | None = None, seconds=None) -> dict:
+    """The ``training`` facts of a card: epochs trained, the stopping rule and the optimiser."""
+    facts = {
+        "epochs_trained": epochs,
+        "max_epochs": max_epochs if max_epochs is not None else settings.max_epochs,
+        "stopping_rule": (
+            f"early stopping on the validation tier's correlation: after {settings.patience} epochs without "
+            f"improvement the best weights are restored and the learning rate divided by 3, {settings.n_decays} "
+            "times; the next plateau (or the epoch limit) stops; the best epoch's weights are kept"
+        ),
+        "optimizer": (f"Adam, learning rate {settings.learning_rate:g}, batch {settings.batch_size}, seed "
+                      f"{settings.seed}; Poisson loss on responses divided by each neuron's train-tier std"),
+    }
+    if seconds is not None:
+        facts["minutes"] = round(float(seconds) / 60.0, 1)
+    return facts
+
+
+def _run_results(model_path: str) -> dict:
+    """The ``results.json`` next to a fitted ``model.keras`` (epochs, seconds), or ``{}``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "results.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as file:
+        return json.load(file)
+
 
 # Stored factorized masks are zeroed below this fraction of each neuron's peak.
 MASK_PRUNING = 0.01
@@ -56,12 +119,18 @@ def mouse_v1(
         ``(model, facts, card_text)``.
     """
     data = load_static(data_path)
+    settings = settings or FitSettings()
     if model_path:
         model = zoo.load_any(model_path)
         trained_with = trained_with or f"python tools/reproduce.py --experiment mouse_v1 --data {data.name}.zip --models {rival}"
+        info = _run_results(model_path)
     else:
-        model, _ = rivals.fit_rival(rival, data, settings, verbose=2)
+        model, info = rivals.fit_rival(rival, data, settings, verbose=2)
         trained_with = f"python tools/build_zoo.py --entry mouse_v1_{rival} --data {data.name}.zip"
+    used = FitSettings(**info["settings"]) if "settings" in info else settings
+    # A rival's own learning rate takes precedence (presets.RIVALS).
+    used = dataclasses.replace(used, learning_rate=RIVALS[rival].get("learning_rate", used.learning_rate))
+    training = fit_facts(info.get("epochs", "not recorded with the model file"), used, seconds=info.get("seconds"))
     pruning = {}
     if rival == "factorized":
         # Chosen on the validation tier: zeroing mask entries below 1% of each
@@ -74,25 +143,33 @@ def mouse_v1(
         f"The {rival} model of keras_sysid.experiments.rivals: predicts the responses of 5335 mouse V1 neurons "
         "to grey-scale natural images."
     )
-    facts = {**_mouse_v1_facts(f"mouse_v1_{rival}", description, _INPUT_UNITS["images"], data, trained_with, scores),
+    facts = {**_mouse_v1_facts(f"mouse_v1_{rival}", description, _INPUT_UNITS["images"], data, trained_with, scores,
+                               model, training),
              **pruning}
     return model, facts, _card_text(facts)
 
 
-def _mouse_v1_facts(name: str, description: str, inputs: str, data, trained_with: str, scores: dict) -> dict:
-    """The card facts every mouse V1 entry states: what it predicts, from what data, how made and scored."""
+def _mouse_v1_facts(name: str, description: str, inputs: str, data, trained_with: str, scores: dict,
+                    model, training: dict) -> dict:
+    """The card facts every mouse V1 entry states: what it predicts, from what data, how made and scored, its use."""
+    members = model.members if isinstance(model, Ensemble) else [model]
+    image_only = all(tuple(getattr(member, "input_names", ("images",))) == ("images",) for member in members)
     return {
         "name": name,
         "description": description,
         "input": inputs,
+        "input_scale": _input_scale(members[0]),
         "output": "responses float32 (batch, 5335), in the data's units (the published responses)",
         "n_neurons": data.n_neurons,
         "image_shape": list(data.image_shape),
         "data": _MOUSE_DATA,
-        "neuron_ids": "unit_ids in meta/neurons/unit_ids.npy of the data set, in file order",
+        "neuron_ids": "output column i is unit_ids[i] of meta/neurons/unit_ids.npy of the data set (file order)",
         "citation": MOUSE_V1_CITATION,
         "licence": MOUSE_V1_LICENCE,
         "trained_with": trained_with,
+        "training": training,
+        "intended_use": MOUSE_V1_INTENDED_USE,
+        "limitations": MOUSE_V1_LIMITATIONS + ([_IMAGE_ONLY_LIMITATION] if image_only else []),
         "evaluated_with": f"python tools/evaluate.py --model {name} --data {data.name}.zip",
         "metrics": scores,
     }
@@ -119,7 +196,12 @@ def synthetic_groundtruth(ground_truth: str):
         "data": "simulated, no recorded data",
         "citation": KLINDT_CITATION,
         "licence": "Apache-2.0 (this project)",
+        "input_scale": "white noise as the simulation draws it (zero mean, unit variance); no standardisation",
+        "neuron_ids": "output column i is simulated cell i (its location and type are listed in metadata.json)",
         "trained_with": f"python tools/build_zoo.py --entry synthetic_{ground_truth}_groundtruth (constructed, not trained)",
+        "training": "none: the generating model itself, built from the simulation's parameters",
+        "intended_use": SYNTHETIC_INTENDED_USE,
+        "limitations": ["Noise-free rates: the simulation's response noise is not part of the model."],
         "metrics": {"max_abs_error_vs_numpy_truth": error},
     }
     return model, facts, _card_text({k: v for k, v in facts.items() if k not in ("locations", "types")})
@@ -141,11 +223,30 @@ def synthetic_factorized(ground_truth: str):
         "data": "simulated, no recorded data",
         "citation": KLINDT_CITATION,
         "licence": "Apache-2.0 (this project)",
+        "input_scale": "white noise as the simulation draws it (zero mean, unit variance)",
+        "neuron_ids": "output column i is simulated cell i of the population (seed above)",
         "trained_with": f"python tools/train.py{flags}",
+        "training": synthetic_fit_facts(config, results.get("epochs")),
+        "intended_use": SYNTHETIC_INTENDED_USE,
+        "limitations": ["Fitted to simulated white-noise responses: not a model of any real neurons."],
         "config": dataclasses.asdict(config),
         "metrics": {key: results[key] for key in ("fev", "fev_median", "rf_error_px", "frac_rf_within_1px", "corr_test")},
     }
     return model, facts, _card_text(facts)
+
+
+def synthetic_fit_facts(config, epochs) -> dict:
+    """The ``training`` facts of a model fitted by ``tools/train.py`` (the paper's schedule)."""
+    return {
+        "epochs_trained": epochs if epochs is not None else "not recorded with the entry",
+        "max_epochs": config.epochs,
+        "stopping_rule": (
+            f"early stopping on the validation loss: after {config.patience} epochs without improvement the best "
+            "weights are restored and the learning rate divided by 3, 3 times (Klindt et al. 2017); the next "
+            "plateau stops; the best epoch's weights are kept"
+        ),
+        "optimizer": f"Adam, learning rate {config.learning_rate:g}, batch {config.batch_size}, Poisson loss",
+    }
 
 
 _INPUT_UNITS = {
@@ -200,14 +301,94 @@ def mouse_v1_sota(entry: str, data_path: str, run_folder: str):
             "the validation tier (Lurz et al.'s core, cortex-predicted Gaussian readout positions, and the "
             "animal's behaviour and eye position as inputs): predicts the responses of 5335 mouse V1 neurons."
         )
+        members = [chosen]
     scores = evaluation.evaluate_model(model, data, "test").summary()
     trained_with = f"python tools/reproduce.py --experiment mouse_v1_sota --data {data.name}.zip"
+    runs = [_run_results(os.path.join(run_folder, name, "model.keras")) for name in members]
+    settings = FitSettings(**runs[0]["settings"]) if "settings" in runs[0] else FitSettings()
+    epochs = [run.get("epochs") for run in runs]
+    training = fit_facts(epochs if len(epochs) > 1 else epochs[0], settings,
+                         seconds=sum(run.get("seconds", 0.0) for run in runs) or None)
+    if len(members) > 1:
+        training["members"] = f"{len(members)} fits, one per seed, each with this schedule; epochs_trained per member"
     facts = {
-        **_mouse_v1_facts(entry, description, _inputs_fact(model.input_names), data, trained_with, scores),
+        **_mouse_v1_facts(entry, description, _inputs_fact(model.input_names), data, trained_with, scores,
+                          model, training),
         "input_names": list(model.input_names),
         "chosen_on_validation": choices,
     }
     return model, facts, _card_text({k: v for k, v in facts.items() if k != "chosen_on_validation"})
+
+
+# Epochs trained and the epoch limit of the fits behind the mouse V1 entries
+# saved before cards recorded them: README, Table 1 (gaussian: 40 of 40;
+# factorized: 60 of 60, --max_epochs 60).
+_RECORDED_EPOCHS = {"mouse_v1_gaussian": (40, 40), "mouse_v1_factorized": (60, 60)}
+# When those entries' weights were saved (the repository's history: the commit that added them).
+_SAVED_ON = {
+    "mouse_v1_gaussian": "2026-11-24", "mouse_v1_factorized": "2026-11-25", "synthetic_dog_factorized": "2026-11-25",
+    "synthetic_cnn_factorized": "2026-11-25", "synthetic_dog_groundtruth": "2026-11-24",
+    "synthetic_cnn_groundtruth": "2026-11-24",
+}
+
+
+def _same_metrics(stored: dict, measured: dict, entry: str, keys) -> None:
+    for key in keys:
+        if key in stored and abs(float(stored[key]) - float(measured[key])) > 1e-4:
+            raise ValueError(f"{entry}: re-measured {key} {measured[key]:.6f} differs from the card's {stored[key]:.6f}; "
+                             "the entry is not the model its card describes. Rebuild it instead.")
+
+
+def refreshed_card(entry: str, folder: str, data_path: str | None = None) -> dict:
+    """The facts today's cards state, for an entry saved before they did; its metrics re-measured first.
+
+    For :func:`keras_sysid.zoo.rewrite_card`: the entry's model files stay as
+    they are. Mouse V1 entries are scored again on the test tier of
+    ``data_path``; synthetic ones against their re-simulated truth. A metric
+    that differs from the card's by more than 1e-4 raises ``ValueError``.
+
+    Returns:
+        The facts to add or replace.
+    """
+    saved = {"saved_on": f"{_SAVED_ON[entry]} (the repository's history)"} if entry in _SAVED_ON else {}
+    return {**saved, **_refreshed_facts(entry, folder, data_path)}
+
+
+def _refreshed_facts(entry: str, folder: str, data_path: str | None) -> dict:
+    model = zoo.load(folder)
+    stored = zoo.metadata(folder)
+    if entry.startswith("mouse_v1_") and entry in _RECORDED_EPOCHS:
+        if not data_path:
+            raise ValueError(f"{entry}: refreshing its card needs --data (its metrics are re-measured).")
+        data = load_static(data_path)
+        scores = evaluation.evaluate_model(model, data, "test").summary()
+        _same_metrics(stored["metrics"], scores, entry, ("corr_single", "corr_avg", "feve", "frac_oracle"))
+        rival = entry.removeprefix("mouse_v1_")
+        epochs, max_epochs = _RECORDED_EPOCHS[entry]
+        settings = FitSettings(max_epochs=max_epochs,
+                               learning_rate=RIVALS[rival].get("learning_rate", FitSettings.learning_rate))
+        description = stored["description"].replace("keras_sysid.rivals", "keras_sysid.experiments.rivals")
+        return _mouse_v1_facts(entry, description, _INPUT_UNITS["images"], data, stored["trained_with"],
+                               stored["metrics"], model, fit_facts(epochs, settings))
+    truth = entry.split("_")[1]
+    population = zoo_synthetic_config(truth).population()
+    if entry.endswith("_groundtruth"):
+        _, facts, _ = synthetic_groundtruth(truth)
+        error = float(np.max(np.abs(model.predict(population.test.images, verbose=0) - population.test.clean_responses)))
+        _same_metrics(stored["metrics"], {"max_abs_error_vs_numpy_truth": error}, entry, ())
+        if error > 1e-4:
+            raise ValueError(f"{entry}: the stored simulator is off the truth by {error:g}.")
+        return {key: facts[key] for key in ("input_scale", "neuron_ids", "training", "intended_use", "limitations")}
+    config = zoo_synthetic_config(truth)
+    fev = float(np.mean(evaluation.scores_against_truth(model, population.test)["fev"]))
+    _same_metrics(stored["metrics"], {"fev": fev}, entry, ("fev",))
+    return {
+        "input_scale": "white noise as the simulation draws it (zero mean, unit variance)",
+        "neuron_ids": "output column i is simulated cell i of the population (seed above)",
+        "training": synthetic_fit_facts(config, None),
+        "intended_use": SYNTHETIC_INTENDED_USE,
+        "limitations": ["Fitted to simulated white-noise responses: not a model of any real neurons."],
+    }
 
 
 RECIPES = {
