@@ -22,6 +22,7 @@ from keras_sysid.training import compile_model
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 _BACKEND_NEUTRAL_TESTS = [
     "test_layer_contracts.py", "test_readouts.py", "test_cores.py", "test_models.py", "test_metrics.py", "test_training.py",
+    "test_insilico.py",
 ]
 _BACKENDS = [
     pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} not installed"))

@@ -149,3 +149,26 @@ def test_bad_arguments_are_named(filters):
         insilico.gradient_maps(model, [0], np.zeros((2, 12, 15, 1)))
     with pytest.raises(ValueError, match="Unknown neuron index"):
         insilico.gradient_receptive_fields(model, [-1])
+
+
+def test_the_digital_twin_report_compares_meis_with_the_best_natural_image(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = ks.build_model(n_neurons=3, image_shape=(_H, _W), core={"type": "stacked_conv2d", "channels": 2,
+                           "kernel_sizes": [3], "paddings": "same"}, readout={"type": "gaussian"},
+                           image_mean=100.0, image_std=40.0)
+    images = np.random.default_rng(0).uniform(0, 200, (30, _H, _W, 1)).astype("float32")
+    report = insilico.digital_twin_report(model, [2, 0], images, mei_steps=50, orientations=4,
+                                          spatial_frequencies=(0.1, 0.2), phases=4, verbose=0)
+    # Defaults from the images: their mean contrast as the budget, their range as the pixel range.
+    assert report.meis.norm == pytest.approx(float(np.mean(insilico.contrast_norm(images, 100.0))), rel=1e-6)
+    assert report.meis.images.min() >= images.min() - 1e-3 and report.meis.images.max() <= images.max() + 1e-3
+    predicted = model.predict(images, verbose=0)[:, [2, 0]]
+    np.testing.assert_allclose(report.best_natural_activation, predicted.max(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(report.best_natural_index, predicted.argmax(axis=0))
+    rows = report.table()
+    assert [row["neuron"] for row in rows] == [2, 0]
+    assert all(row["mei_to_natural_ratio"] == pytest.approx(row["mei_activation"] / row["best_natural_activation"])
+               for row in rows)
+    paths = insilico.write_report(report, str(tmp_path), images)
+    np.testing.assert_array_equal(np.load(paths["best_natural_images"]), images[report.best_natural_index])
+    assert np.load(paths["meis"]).shape == (2, _H, _W, 1)

@@ -63,6 +63,7 @@ def against_truth(ground_truth: str, n_neurons: int = 100, out: str | None = Non
     correlation = _pixel_correlation(meis_fitted.images, meis_truth.images)
     # The truth's response to the fitted model's MEI: how close to the best the truth can do.
     truth_on_fitted = truth.predict(meis_fitted.images, verbose=0)[np.arange(n_neurons), neurons]
+    truth_ratio = truth_on_fitted / meis_truth.activations
     # Local gradients at white-noise images (the data the models saw): at the mean
     # (zero) image a rectifying truth has no gradient to find a centre from.
     images = zoo_synthetic_config(ground_truth).population().test.images[:n_local_images]
@@ -78,7 +79,12 @@ def against_truth(ground_truth: str, n_neurons: int = 100, out: str | None = Non
         "mei_correlation_median": float(np.median(correlation)),
         "mei_correlation_min": float(np.min(correlation)),
         "frac_mei_correlation_at_least_0.9": float(np.mean(correlation >= 0.9)),
-        "truth_response_to_fitted_mei_over_truth_mei": float(np.median(truth_on_fitted / meis_truth.activations)),
+        # A nonlinear truth can have several near-best images (e.g. of either polarity):
+        # how well the fitted model's MEI drives the truth says more than pixel likeness there.
+        "frac_abs_mei_correlation_at_least_0.9": float(np.mean(np.abs(correlation) >= 0.9)),
+        "truth_response_to_fitted_mei_over_truth_mei": float(np.median(truth_ratio)),
+        "truth_response_ratio_min": float(np.min(truth_ratio)),
+        "frac_truth_response_ratio_at_least_0.9": float(np.mean(truth_ratio >= 0.9)),
         "rf_centre_error_median_px": float(np.median(error)),
         "frac_rf_centre_within_1px": float(np.mean(error <= 1.0)),
         "truth_model_rf_centre_error_median_px": float(np.median(truth_error)),

@@ -132,8 +132,9 @@ def plot_rf_centres(centres: np.ndarray, image_shape, path: str, reference: np.n
     height, width = image_shape[:2]
     figure, axis = plt.subplots(figsize=(6, 6 * height / width + 0.6))
     if reference is not None:
-        for (r0, c0), (r1, c1) in zip(centres, reference):
-            axis.plot([c0, c1], [r0, r1], color="0.7", lw=0.5)
+        if len(centres) <= 200:  # beyond that the joining lines hide the points
+            for (r0, c0), (r1, c1) in zip(centres, reference):
+                axis.plot([c0, c1], [r0, r1], color="0.7", lw=0.5)
         axis.scatter(reference[:, 1], reference[:, 0], s=6, color="tab:orange", label=reference_label, lw=0)
     axis.scatter(centres[:, 1], centres[:, 0], s=6, color="tab:blue", label="gradient RF centre", lw=0)
     axis.set_xlim(-0.5, width - 0.5)

@@ -27,6 +27,10 @@ import numpy as np
 from keras_sysid.insilico._gradients import NeuronGradients, checked_neurons, model_image_shape
 
 
+# Norm of the white-noise start as a fraction of the budget.
+_START_FRACTION = 0.05
+
+
 @dataclasses.dataclass
 class MEIResult:
     """Most exciting inputs of some neurons and how the ascent went.
@@ -146,7 +150,7 @@ def most_exciting_inputs(
     diversity: float = 0.0,
     evaluate_every: int = 10,
     patience: int = 5,
-    tolerance: float = 1e-4,
+    tolerance: float = 1e-3,
     batch_size: int = 128,
     seed: int = 0,
     verbose: int = 0,
@@ -157,7 +161,7 @@ def most_exciting_inputs(
     moves every image by ``step_size * norm / (1 + t / 100)`` along its
     (optionally blurred) gradient direction, then projects it back into the
     budget (L2 norm at most ``norm`` and, with ``pixel_range``, pixels in it:
-    the nearest such image). Starts are put on the norm budget.
+    the nearest such image).
     Every ``evaluate_every`` steps the images are scored without jitter; a
     neuron stops when its best activation has not grown by more than
     ``tolerance`` (relative) for ``patience`` evaluations. Each neuron keeps
@@ -174,7 +178,7 @@ def most_exciting_inputs(
         background: Grey level the budget is measured from; default the
             model's ``image_mean`` (else 0).
         pixel_range: ``(low, high)`` bounds on pixel values (e.g. ``(0, 255)``), or ``None``.
-        start: ``None`` (seeded white noise) or ``(n_neurons, H, W, C)``
+        start: ``None`` (seeded white noise, 5% of the budget) or ``(n_neurons, H, W, C)``
             images (``(n_neurons, n_per_neuron, H, W, C)`` with several per
             neuron) to start from, e.g. each neuron's best natural image.
         steps: Most gradient steps.
@@ -238,8 +242,12 @@ def most_exciting_inputs(
         deviation = start.reshape(len(rows), *image_shape) - background
         if groups > 1:  # identical starts could never be pushed apart
             deviation = deviation + 1e-3 * norm * rng.standard_normal(deviation.shape).astype("float32")
-    flat = deviation.reshape(len(deviation), -1)
-    deviation = deviation * (norm / np.maximum(np.linalg.norm(flat, axis=1), 1e-30)).reshape(-1, *[1] * len(image_shape))
+    if start is None:
+        # Faint noise: where a neuron is blind its gradient is zero and the start
+        # stays as it was, so it must not spend the budget there.
+        flat = deviation.reshape(len(deviation), -1)
+        scale = _START_FRACTION * norm / np.maximum(np.linalg.norm(flat, axis=1), 1e-30)
+        deviation = deviation * scale.reshape(-1, *[1] * len(image_shape))
     deviation = _project(deviation, norm, background, pixel_range)
 
     gradients_of = NeuronGradients(model)
@@ -271,47 +279,52 @@ def most_exciting_inputs(
 
 def _ascend(gradients_of, deviation, rows, best_images, best, steps_taken, norm, background, pixel_range, steps,
             step_size, blur_sigma, jitter, groups, diversity, evaluate_every, patience, tolerance, rng):
-    """Runs the ascent for one batch in place (``best_images``, ``best``, ``steps_taken``); returns its trace."""
+    """Runs the ascent for one batch in place (``best_images``, ``best``, ``steps_taken``); returns its trace.
+
+    Only neurons still improving are computed, so a batch costs what its slowest neurons need.
+    """
     active = np.ones(len(rows), dtype=bool)
     stale = np.zeros(len(rows), dtype="int64")
     trace = []
     for step in range(steps + 1):
-        if step % evaluate_every == 0 or step == steps:
-            values, _ = gradients_of(deviation + background, rows)
+        live = np.flatnonzero(active)
+        current = deviation[live]
+        evaluating = step % evaluate_every == 0 or step == steps
+        if jitter and step < steps:
+            shifts = rng.integers(-jitter, jitter + 1, size=(len(live), 2))
+            shifted = np.stack([np.roll(image, tuple(shift), axis=(0, 1)) for image, shift in zip(current, shifts)])
+            values, gradients = gradients_of(shifted + background, rows[live])
+            gradients = np.stack([np.roll(g, tuple(-shift), axis=(0, 1)) for g, shift in zip(gradients, shifts)])
+            if evaluating:  # scored as they are, unshifted
+                values, _ = gradients_of(current + background, rows[live])
+        else:
+            # Without jitter the step's own forward pass scores the current images.
+            values, gradients = gradients_of(current + background, rows[live])
+        if evaluating:
+            previous = best[live]
             # The first evaluation always counts (best starts at -inf).
-            threshold = np.where(np.isfinite(best), best + tolerance * np.abs(np.where(np.isfinite(best), best, 0.0)),
-                                 -np.inf)
-            improved = active & (values > threshold)
-            stale = np.where(improved, 0, stale + active)
-            better = active & (values > best)
-            best[better] = values[better]
-            best_images[better] = deviation[better]
+            threshold = np.where(np.isfinite(previous),
+                                 previous + tolerance * np.abs(np.where(np.isfinite(previous), previous, 0.0)), -np.inf)
+            stale[live] = np.where(values > threshold, 0, stale[live] + 1)
+            better = values > previous
+            best[live[better]] = values[better]
+            best_images[live[better]] = current[better]
             trace.append(best.copy())
             # A neuron's images stop together, when none of them improves any more.
-            done = (stale >= patience).reshape(-1, groups).all(axis=1).repeat(groups)
-            active &= ~done
+            active &= ~(stale >= patience).reshape(-1, groups).all(axis=1).repeat(groups)
             if not active.any() or step == steps:
                 break
-        if jitter:
-            shifts = rng.integers(-jitter, jitter + 1, size=(len(rows), 2))
-            shifted = np.stack([np.roll(image, tuple(shift), axis=(0, 1)) for image, shift in zip(deviation, shifts)])
-            values, gradients = gradients_of(shifted + background, rows)
-            gradients = np.stack([np.roll(g, tuple(-shift), axis=(0, 1)) for g, shift in zip(gradients, shifts)])
-        else:
-            values, gradients = gradients_of(deviation + background, rows)
+            keep = active[live]
+            live, current, values, gradients = live[keep], current[keep], values[keep], gradients[keep]
         gradients = gaussian_blur(gradients, blur_sigma)
-        flat = gradients.reshape(len(rows), -1)
-        direction = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-30)
+        flat = gradients.reshape(len(live), -1)
         if groups > 1 and diversity > 0:
-            _, similarity = _similarity_gradient(deviation, groups)
-            flat_similarity = similarity.reshape(len(rows), -1)
-            scale = np.abs(values.reshape(-1, groups).mean(axis=1)).repeat(groups)[:, None]
             # The penalty is in units of the activation; its gradient joins the activation's before normalising.
-            combined = flat - diversity * scale * flat_similarity
-            direction = combined / np.maximum(np.linalg.norm(combined, axis=1, keepdims=True), 1e-30)
+            _, similarity = _similarity_gradient(current, groups)
+            scale = np.abs(values.reshape(-1, groups).mean(axis=1)).repeat(groups)[:, None]
+            flat = flat - diversity * scale * similarity.reshape(len(live), -1)
+        direction = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-30)
         rate = step_size * norm / (1.0 + step / 100.0)
-        moved = deviation + (rate * direction).reshape(deviation.shape)
-        projected = _project(moved, norm, background, pixel_range)
-        deviation = np.where(active.reshape(-1, *[1] * (deviation.ndim - 1)), projected, deviation)
-        steps_taken += active
+        deviation[live] = _project(current + (rate * direction).reshape(current.shape), norm, background, pixel_range)
+        steps_taken[live] += 1
     return np.asarray(trace)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 
+import keras
 import numpy as np
 
 from keras_sysid.insilico._gradients import checked_neurons, image_response_function, model_image_shape
@@ -80,7 +81,7 @@ def best_natural_images(model, neurons, images, batch_size: int = 256) -> tuple[
     index = np.full(len(neurons), -1, dtype="int64")
     for begin in range(0, len(images), batch_size):
         chunk = np.asarray(images[begin:begin + batch_size], dtype="float32")
-        responses = np.asarray(respond(chunk))[:, neurons]
+        responses = keras.ops.convert_to_numpy(respond(chunk))[:, neurons]
         top = responses.argmax(axis=0)
         values = responses[top, np.arange(len(neurons))]
         better = values > best

@@ -246,7 +246,8 @@ def _predict(model, images: np.ndarray, batch_size: int) -> np.ndarray:
     else:
         # Batched like predict, so a plain callable never sees more than batch_size images.
         outputs = np.concatenate(
-            [np.asarray(model(images[start : start + batch_size])) for start in range(0, len(images), batch_size)]
+            [keras.ops.convert_to_numpy(model(images[start : start + batch_size]))
+             for start in range(0, len(images), batch_size)]
         )
     if outputs.ndim != 2 or len(outputs) != len(images):
         raise ValueError(
@@ -320,8 +321,8 @@ def tuning_curves(
     Args:
         model: A Keras model (called as ``model.predict(x, batch_size=...,
             verbose=0)``) or a callable mapping images ``(batch, H, W, C)`` to
-            responses ``(batch, n_outputs)``. A model that also takes the
-            animal's state must be wrapped in such a callable.
+            responses ``(batch, n_outputs)``. A keras_sysid model that also
+            takes the animal's state gets it at its training mean.
         neurons: Output columns to measure, in the order wanted.
         centers: ``(n_neurons, 2)`` receptive-field centres ``(row, col)`` in
             pixels, one per entry of ``neurons``; None for the image centre.
