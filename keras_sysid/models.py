@@ -286,8 +286,9 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
         plain compiled loss.
         """
         if y is not None and y_pred is not None:
-            scale = ops.cast(self.response_scale, y_pred.dtype)
-            y, y_pred = ops.cast(y, y_pred.dtype) / scale, y_pred / scale
+            # In float32, as the compiled loss computes: bfloat16 would round the targets.
+            scale = ops.cast(self.response_scale, "float32")
+            y, y_pred = ops.cast(y, "float32") / scale, ops.cast(y_pred, "float32") / scale
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
     # -- science helpers ------------------------------------------------------
@@ -305,7 +306,8 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
         compiling and fitting, on the training split only.
 
         Args:
-            images: ``(T, *image_shape)`` training images, in any units.
+            images: ``(T, *image_shape)`` training images, in any units, or
+                the dict of inputs ``{"images", "behavior", "pupil_center"}``.
             responses: ``(T, n_neurons)`` training responses, in the data's units.
             behavior: ``(T, n_behavior)``, for a model with behaviour inputs.
             pupil_center: ``(T, n_pupil)``, for a model with a shifter.
@@ -321,6 +323,13 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
         Example:
             >>> model = ks.build_model(n_neurons=y.shape[1], image_shape=x.shape[1:]).adapt(x, y)
         """
+        if isinstance(images, dict):  # the model's dict of inputs, as fit takes it
+            behavior = images.get("behavior") if behavior is None else behavior
+            pupil_center = images.get("pupil_center") if pupil_center is None else pupil_center
+            images = images.get("images")
+        if not validation.is_array_like(images):
+            raise ValueError(f"adapt needs the training images as an array (T, {', '.join(map(str, self.image_shape))}) "
+                             f"or a dict with 'images'; got {type(images).__name__}.")
         n_images = validation.check_images(images, self.image_shape, name="adapt images")
         if responses is not None:
             validation.check_responses(responses, self.n_neurons, n_images, name="adapt responses")

@@ -232,7 +232,8 @@ def _checked_training_data(model, data, what: str, batch_size: int, seed: int):
     """``data`` with arrays as an :class:`EpochStream`; arrays and streams checked against ``model`` first."""
     checked = False
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        images = validation.as_model_inputs(data[0], getattr(model, "input_names", ("images",)))
+        shape = model.input_shapes()["images"] if hasattr(model, "input_shapes") else None
+        images = validation.as_model_inputs(data[0], getattr(model, "input_names", ("images",)), shape)
         if validation.is_array_like(images) or isinstance(images, dict):
             # Checked as given, so errors name the user's arrays, before the stream copies them.
             if hasattr(model, "_check_arrays"):

@@ -74,9 +74,9 @@ def locate_new_neurons(
         images: ``(T, *image_shape)`` training images in the data's units.
         responses: ``(T, N)`` the new neurons' responses to them.
         ridge: Ridge penalty per image (see ``feature_regression_positions``).
-        verbose: 1: progress bars (core features, then the regression over
-            grid positions; 800 neurons on a mouse V1 core take about 1.5
-            minutes on 2 cores); 0: silent.
+        verbose: 1: a line saying what runs, then a progress bar over grid
+            positions (800 neurons on a mouse V1 core take about 1.5 minutes
+            on 2 cores); 0: silent.
 
     Returns:
         ``(N, 2)`` (row, column) on the core's grid, for

@@ -175,25 +175,30 @@ def warn_if_off_scale(images, image_mean: float, image_std: float, name: str = "
             f"{image_mean:.3g} and std {image_std:.3g}: on another scale every prediction is wrong. Give the images "
             "in the units the model was fitted on (e.g. 0..255, not 0..1).",
             UserWarning,
-            stacklevel=4,
+            # user -> predict/fit/evaluate -> _checked -> _check_arrays -> here
+            stacklevel=5,
         )
 
 
-def as_model_inputs(x, input_names):
+def as_model_inputs(x, input_names, image_shape=None):
     """A list or tuple of per-input arrays as the model's input; anything else unchanged.
 
     ``[images]`` becomes ``images``; ``[images, behavior, ...]`` (one array per
     name of ``input_names``, in order) becomes the dict Keras models with several
-    inputs take. A list of single images ``(H, W, C)`` of one shape is stacked
-    into ``(batch, H, W, C)``.
+    inputs take. A list of single images ``(H, W, C)`` of one shape (the
+    model's ``image_shape`` when there is only one) is stacked into
+    ``(batch, H, W, C)``.
     """
     if not isinstance(x, (list, tuple)) or not x:
         return x
     arrays = [_as_checkable_array(item) for item in x]
     if any(array is None for array in arrays):
         return x
-    if all(array.ndim == 3 for array in arrays) and len({array.shape for array in arrays}) == 1:
+    if all(array.ndim == 3 for array in arrays) and len({array.shape for array in arrays}) == 1 and (
+            len(arrays) > 1 or (image_shape is not None and arrays[0].shape == tuple(image_shape))):
         return np.stack(arrays)  # single images, one per list item
+    if len(arrays) == 1:
+        return arrays[0]  # e.g. [images]; check_images names what is wrong with it
     if arrays[0].ndim != 4:
         return x
     if len(arrays) != len(input_names):
@@ -234,7 +239,9 @@ def check_element_spec(dataset, input_shapes: dict, n_neurons: int, what: str = 
         if name not in named or not hasattr(named[name], "shape"):
             continue
         shape = known(named[name].shape)
-        if shape is not None and len(shape) >= 1 and any(d is not None for d in shape[1:]) and tuple(shape[1:]) != tuple(expected):
+        # Only what the spec knows is compared: a pipeline of decoded files may not know its image size.
+        if shape is not None and (len(shape) - 1 != len(expected) or any(
+                d is not None and d != e for d, e in zip(shape[1:], expected))):
             raise ValueError(f"{what} {name} have shape {shape} per batch; the model takes (batch, {', '.join(map(str, expected))}).")
 
 
@@ -250,7 +257,7 @@ class CheckedArraysMixin:
     """
 
     def _checked(self, x, y, what):
-        x = as_model_inputs(x, self.input_names)
+        x = as_model_inputs(x, self.input_names, self.input_shapes()["images"])
         if is_array_like(x) or isinstance(x, dict):
             self._check_arrays(x, y, what)
         else:

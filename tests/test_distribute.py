@@ -1,7 +1,9 @@
 """tf.distribute training through tools/train.py gives the single-device result."""
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,7 +77,12 @@ print("max weight difference", worst)
 
 def _train(*args, env=None):
     # Each run in a folder of its own: the tool's default folder would resume an earlier test's run.
-    out = () if "--out" in args else ("--out", tempfile.mkdtemp(prefix="train_"))
+    if "--out" in args:
+        out = ()
+    else:
+        folder = tempfile.mkdtemp(prefix="train_")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        out = ("--out", folder)
     command = [sys.executable, os.path.join(_ROOT, "tools", "train.py"), *_SMALL_RUN, *args, *out]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -164,3 +164,53 @@ def test_scoring_a_tier_without_repeats_is_refused_before_computing():
         warnings.simplefilter("error")  # no numpy RuntimeWarning on the way to the error
         with pytest.raises(ValueError, match="No image of the trials given was shown more than once"):
             evaluation.score_repeats(responses, responses, [np.array([i]) for i in range(4)])
+
+
+def test_the_spec_check_compares_only_what_a_dataset_knows(arrays):
+    import tensorflow as tf
+
+    images, responses = arrays
+    unknown = tf.data.Dataset.from_generator(
+        lambda: iter([(images[:32], responses[:32])]),
+        output_signature=(tf.TensorSpec((None, None, None, 1), tf.float32), tf.TensorSpec((None, 10), tf.float32)))
+    model = ks.compile_model(_model(), jit_compile=False)
+    validation.check_element_spec(unknown, model.input_shapes(), model.n_neurons, "training")  # nothing to refuse
+    wrong = tf.data.Dataset.from_generator(
+        lambda: iter([(images[:32], responses[:32])]),
+        output_signature=(tf.TensorSpec((None, 12, None, 1), tf.float32), tf.TensorSpec((None, 10), tf.float32)))
+    with pytest.raises(ValueError, match="training images have shape"):
+        model.fit(wrong, epochs=1, verbose=0)
+
+
+def test_adapt_takes_the_dict_of_inputs_and_names_a_missing_image_array(arrays):
+    images, responses = arrays
+    behavior = np.random.default_rng(1).normal(3.0, 2.0, size=(96, 2))
+    model = _model(behavior_channels=True, behavior_stats={"mean": [0.0, 0.0], "std": [1.0, 1.0]})
+    model.adapt({"images": images, "behavior": behavior}, responses)
+    assert model.behavior_stats == variable_stats(behavior) and model.image_mean == pytest.approx(images.mean())
+    with pytest.raises(ValueError, match="adapt needs the training images as an array"):
+        _model().adapt({"behavior": behavior}, responses)
+
+
+def test_a_single_unchanneled_array_in_a_list_gets_the_channel_hint(arrays):
+    images, _ = arrays
+    with pytest.raises(ValueError, match="add a trailing channel axis"):
+        _model().predict([images[..., 0]], verbose=0)
+
+
+def test_the_scaled_loss_keeps_float32_targets_under_mixed_precision(arrays):
+    images, responses = arrays
+    targets = responses[:8] + 0.0123  # not representable in bfloat16
+    model = _model()
+    predictions = model.predict(images[:8], verbose=0)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = _model()
+        mixed.set_weights(model.get_weights())
+        mixed.compile(loss=ks.PoissonLoss(), jit_compile=False)
+        loss = float(mixed.compute_loss(y=targets, y_pred=keras.ops.convert_to_tensor(predictions, "bfloat16")))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rounded = keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.convert_to_tensor(predictions, "bfloat16"), "float32"))
+    expected = float(np.mean(np.sum(rounded - targets * np.log(rounded + 1e-8), axis=1)))
+    assert loss == pytest.approx(expected + sum(float(l) for l in mixed.losses), rel=1e-5)

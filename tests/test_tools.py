@@ -161,6 +161,7 @@ def test_train_keeps_its_model_in_a_default_run_folder_and_resumes_it(tmp_path):
     assert (tmp_path / folder / "model.keras").exists() and (tmp_path / folder / "results.json").exists()
     again = _run("train.py", *args, cwd=str(tmp_path))
     assert again.returncode == 0 and folder_line in again.stdout
+    assert "a finished run is read back, not refitted" in again.stdout and "Epoch 1/" not in again.stdout
     for key in ("fev", "rf_error_px", "epochs"):
         assert json.loads(again.stdout.strip().splitlines()[-1])[key] == json.loads(first.stdout.strip().splitlines()[-1])[key]
     other = _run("train.py", *args, "--seed", "1", cwd=str(tmp_path))
@@ -174,9 +175,15 @@ def test_export_refuses_to_overwrite_unless_asked(saved_model, tmp_path):
     refused = _run("export.py", "--model", saved_model, "--out", str(out))
     assert refused.returncode != 0 and "exists; pass --overwrite" in refused.stderr
     assert (out / "keep.txt").read_text() == "mine"
+    # --overwrite replaces SavedModels only, never a folder of other files.
+    kept = _run("export.py", "--model", saved_model, "--out", str(out), "--overwrite")
+    assert kept.returncode != 0 and "no saved_model.pb" in kept.stderr and (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    first = _run("export.py", "--model", saved_model, "--out", str(out), "--overwrite")
+    assert first.returncode == 0, first.stderr[-3000:]
     replaced = _run("export.py", "--model", saved_model, "--out", str(out), "--overwrite")
     assert replaced.returncode == 0, replaced.stderr[-3000:]
-    assert (out / "saved_model.pb").exists() and not (out / "keep.txt").exists()
+    assert (out / "saved_model.pb").exists() and not (tmp_path / "serving.exporting").exists()
 
 
 def test_evaluate_refuses_a_tier_without_repeats_before_computing(saved_model, tmp_path):

@@ -26,24 +26,34 @@ from keras_sysid import export, zoo
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _OUT = flags.DEFINE_string("out", None, "SavedModel folder to write (must not exist, unless --overwrite).", required=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out folder.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel (or empty folder) at --out.")
 
 
 def main(argv):
     del argv
-    if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
-        sys.exit(f"error: {_OUT.value} is a file, not a folder for a SavedModel.")
-    if os.path.exists(_OUT.value) and not _OVERWRITE.value:
-        sys.exit(f"error: {_OUT.value} exists; pass --overwrite to replace it, or choose another --out.")
+    out = os.path.normpath(_OUT.value)
+    if os.path.exists(out) and not os.path.isdir(out):
+        sys.exit(f"error: {out} is a file, not a folder for a SavedModel.")
+    if os.path.exists(out):
+        if not _OVERWRITE.value:
+            sys.exit(f"error: {out} exists; pass --overwrite to replace it, or choose another --out.")
+        # --overwrite replaces a SavedModel (or an empty folder), never another kind of folder.
+        if os.listdir(out) and not os.path.isfile(os.path.join(out, "saved_model.pb")):
+            sys.exit(f"error: {out} holds files but no saved_model.pb; --overwrite replaces SavedModels only.")
     try:
         model = zoo.load_any(_MODEL.value)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    if os.path.exists(_OUT.value):
-        shutil.rmtree(_OUT.value)
-    export.export_saved_model(model, _OUT.value)
+    # Written next to the target first, so a failed export leaves the old one in place.
+    staging = out + ".exporting"
+    if os.path.exists(staging):
+        shutil.rmtree(staging)
+    export.export_saved_model(model, staging)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.replace(staging, out)
     inputs = ", ".join(f"{name} {list(shape)}" for name, shape in export.input_shapes(model).items())
-    print(f"wrote {_OUT.value}: serving_default {inputs} -> responses [{model.n_neurons}]")
+    print(f"wrote {out}: serving_default {inputs} -> responses [{model.n_neurons}]")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ _JITTER = flags.DEFINE_integer("jitter", 0, "Largest random shift (pixels) of ME
 _NORM = flags.DEFINE_float("norm", None, "MEI contrast budget (L2 norm around the mean grey); default from --data.")
 _RADIUS = flags.DEFINE_float("grating_radius", None, "Masked gratings of this radius (pixels) around each RF; "
                              "default: full-field.")
-_RF_IMAGES = flags.DEFINE_integer("rf_images", 200, "Natural images (from --data) for local gradient RFs.")
+_RF_IMAGES = flags.DEFINE_integer(
+    "rf_images", 200, "Natural images (from --data) for local gradient RFs; 0: RFs at the mean image only.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per gradient step.")
 _SEED = flags.DEFINE_integer("seed", 0, "MEI start seed.")
 _FIGURES = flags.DEFINE_bool("figures", True, "Write figures (needs matplotlib).")
@@ -81,7 +82,10 @@ def main(argv):
         if _DATA.value:
             print(f"reading {_DATA.value} ...", flush=True)
             images = load_static(_DATA.value).images
-        rf_images = None if images is None else images[np.random.default_rng(0).permutation(len(images))[:_RF_IMAGES.value]]
+        if images is None or _RF_IMAGES.value <= 0:
+            rf_images = None if images is None else images[:0]  # receptive fields at the mean image only
+        else:
+            rf_images = images[np.random.default_rng(0).permutation(len(images))[:_RF_IMAGES.value]]
         report = insilico.digital_twin_report(
             model, neurons, images, norm=_NORM.value, mei_steps=_STEPS.value, blur_sigma=_BLUR.value,
             jitter=_JITTER.value, grating_radius=_RADIUS.value, batch_size=_BATCH_SIZE.value, seed=_SEED.value,

@@ -41,6 +41,8 @@ import os
 
 import _keras_backend  # first: it sets KERAS_BACKEND from --backend, and imports TensorFlow without its banner
 import keras
+
+import keras_sysid
 from absl import app, flags
 
 from keras_sysid import devices, distribute, readouts
@@ -68,10 +70,11 @@ _PATIENCE = flags.DEFINE_integer("patience", 5, "Epochs without improvement befo
 _OUT = flags.DEFINE_string(
     "out", None,
     "Folder to write model.keras, results.json and resumable backups into "
-    "(default: runs/train/<ground_truth>_<readout>_<hash of every setting>, printed at the start).",
+    "(default: runs/train/<ground_truth>_<readout>_<hash of every setting and the keras_sysid version>, printed "
+    "at the start).",
 )
 _BACKUP_DIR = flags.DEFINE_string(
-    "backup_dir", None, "Folder of per-epoch backups for resuming (default: OUT/backup when --out is given)."
+    "backup_dir", None, "Folder of per-epoch backups for resuming (default: OUT/backup)."
 )
 _STRATEGY = flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
 _JIT_COMPILE = flags.DEFINE_enum(
@@ -121,9 +124,11 @@ def main(argv):
     if mixed_precision:
         keras.mixed_precision.set_global_policy(devices.mixed_policy_name())
     out = _OUT.value or _default_out(config, backend, mixed_precision, _STRATEGY.value)
+    backup_dir = _BACKUP_DIR.value or os.path.join(out, "backup")
     if distribute.is_chief():
         print(f"run folder: {out} (model.keras, results.json; rerun the same command to resume)", flush=True)
-    backup_dir = _BACKUP_DIR.value or os.path.join(out, "backup")
+        if os.path.isdir(backup_dir) and os.listdir(backup_dir):
+            print(f"going on from the backup in {backup_dir} (a finished run is read back, not refitted)", flush=True)
     if backup_dir and not distribute.is_chief():
         # Every worker must train (and back up) in step, but into its own folder.
         backup_dir = os.path.join(backup_dir, f"worker{distribute.task_index()}")
@@ -145,7 +150,7 @@ def main(argv):
 def _default_out(config, backend: str, mixed_precision: bool, strategy: str) -> str:
     """``runs/train/<truth>_<readout>_<hash>``: one folder per distinct run, so the same command resumes it."""
     settings = {**dataclasses.asdict(config), "backend": backend, "mixed_precision": bool(mixed_precision),
-                "strategy": strategy}
+                "strategy": strategy, "keras_sysid": keras_sysid.__version__}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return os.path.join("runs", "train", f"{config.ground_truth}_{config.readout}_{digest}")
 

@@ -149,3 +149,16 @@ def model_image_shape(model) -> tuple[int, ...]:
     if shape is None or len(shape) != 3:
         raise ValueError("Cannot tell the model's image shape; give a model with image_shape or a Keras input_shape.")
     return tuple(int(d) for d in shape)
+
+
+def model_image_statistics(model) -> tuple[float, float]:
+    """The image mean and std ``model`` standardises with, in the data's units.
+
+    An :class:`~keras_sysid.ensemble.Ensemble` has none of its own: its
+    members' means are used. A model that states none gets ``(0, 1)``.
+    """
+    parts = [model] if hasattr(model, "image_mean") else list(getattr(model, "members", []))
+    parts = [part for part in parts if hasattr(part, "image_mean") and hasattr(part, "image_std")]
+    if not parts:
+        return 0.0, 1.0
+    return float(np.mean([part.image_mean for part in parts])), float(np.mean([part.image_std for part in parts]))

@@ -24,7 +24,12 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_sysid.insilico._gradients import NeuronGradients, checked_neurons, model_image_shape
+from keras_sysid.insilico._gradients import (
+    NeuronGradients,
+    checked_neurons,
+    model_image_shape,
+    model_image_statistics,
+)
 
 
 # Norm of the white-noise start as a fraction of the budget.
@@ -173,10 +178,11 @@ def most_exciting_inputs(
             takes the animal's state gets it at its training mean).
         neurons: Output indices, e.g. ``range(100)``.
         norm: Largest L2 norm of ``image - background``, in the data's units. Default:
-            ``image_std * sqrt(H * W * C)`` (the training images' RMS contrast)
-            for a model that knows its ``image_std``, else ``sqrt(H * W * C)``.
+            ``image_std * sqrt(H * W * C)`` (the training images' RMS contrast;
+            an ensemble's members' mean), or ``sqrt(H * W * C)`` for a model
+            that states no image statistics.
         background: Grey level the budget is measured from; default the
-            model's ``image_mean`` (else 0).
+            model's ``image_mean`` (an ensemble's members' mean; else 0).
         pixel_range: ``(low, high)`` bounds on pixel values (e.g. ``(0, 255)``), or ``None``.
         start: ``None`` (seeded white noise, 5% of the budget) or ``(n_neurons, H, W, C)``
             images (``(n_neurons, n_per_neuron, H, W, C)`` with several per
@@ -209,9 +215,10 @@ def most_exciting_inputs(
     """
     image_shape = model_image_shape(model)
     neurons = checked_neurons(model, neurons, image_shape)
-    background = float(getattr(model, "image_mean", 0.0) if background is None else background)
+    image_mean, image_std = model_image_statistics(model)
+    background = float(image_mean if background is None else background)
     if norm is None:
-        norm = float(getattr(model, "image_std", 1.0)) * float(np.sqrt(np.prod(image_shape)))
+        norm = image_std * float(np.sqrt(np.prod(image_shape)))
     norm = float(norm)
     if not np.isfinite(norm) or norm <= 0:
         raise ValueError(f"norm (the contrast budget) must be positive and finite; got {norm}.")

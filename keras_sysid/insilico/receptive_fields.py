@@ -15,7 +15,12 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_sysid.insilico._gradients import NeuronGradients, checked_neurons, model_image_shape
+from keras_sysid.insilico._gradients import (
+    NeuronGradients,
+    checked_neurons,
+    model_image_shape,
+    model_image_statistics,
+)
 
 # Beyond this many bytes, per-image gradient maps are refused: ask for fewer neurons or images.
 _MAX_LOCAL_BYTES = 2 * 1024**3
@@ -90,7 +95,8 @@ def gradient_receptive_fields(
             fitted to the squared gradient averaged over them (local STAs),
             which sees a neuron's whole sensitive region even where the
             response is rectified at the mean image.
-        background: Grey level of the mean image; default the model's ``image_mean`` (else 0).
+        background: Grey level of the mean image; default the model's ``image_mean``
+            (an ensemble's members' mean; else 0).
         batch_size: Gradients computed together.
         verbose: 1: a progress bar over the natural images.
 
@@ -99,7 +105,7 @@ def gradient_receptive_fields(
     """
     image_shape = model_image_shape(model)
     neurons = checked_neurons(model, neurons, image_shape)
-    background = float(getattr(model, "image_mean", 0.0) if background is None else background)
+    background = float(model_image_statistics(model)[0] if background is None else background)
     gradients_of = NeuronGradients(model)
     grey = np.full((len(neurons), *image_shape), background, dtype="float32")
     maps = np.concatenate([gradients_of(grey[begin:begin + batch_size], neurons[begin:begin + batch_size])[1]

@@ -16,10 +16,15 @@ import os
 import keras
 import numpy as np
 
-from keras_sysid.insilico._gradients import checked_neurons, image_response_function, model_image_shape
+from keras_sysid.insilico._gradients import (
+    checked_neurons,
+    image_response_function,
+    model_image_shape,
+    model_image_statistics,
+)
 from keras_sysid.insilico.mei import MEIResult, contrast_norm, most_exciting_inputs
 from keras_sysid.insilico.receptive_fields import GradientReceptiveFields, gradient_receptive_fields
-from keras_sysid.insilico.tuning import GaborFit, TuningCurves, fit_gabor, tuning_curves
+from keras_sysid.insilico.tuning import GaborFit, TuningCurves, _evenly_spaced, fit_gabor, gratings, tuning_curves
 
 
 @dataclasses.dataclass
@@ -137,14 +142,15 @@ def digital_twin_report(
         seed: MEI start seed.
         verbose: 1: progress lines and bars.
         rf_images: Natural images for the local gradient RFs (each costs one
-            backward pass per neuron); default ``images``.
+            backward pass per neuron); default ``images``; an empty array:
+            none, the RFs at the mean image only.
 
     Returns:
         A :class:`DigitalTwinReport`.
     """
     image_shape = model_image_shape(model)
     neurons = checked_neurons(model, neurons, image_shape)
-    background = float(getattr(model, "image_mean", 0.0))
+    background = model_image_statistics(model)[0]
     if images is not None:
         images = np.asarray(images, dtype="float32")
         if images.ndim != 4 or images.shape[1:] != image_shape or not np.all(np.isfinite(images)):
@@ -154,6 +160,10 @@ def digital_twin_report(
         if pixel_range is None:
             pixel_range = (float(images.min()), float(images.max()))
 
+    # Grating settings are checked now, not after minutes of MEIs.
+    gratings(image_shape[:2], _evenly_spaced(orientations, np.pi, "orientations"), spatial_frequencies,
+             _evenly_spaced(phases, 2 * np.pi, "phases"), radius=grating_radius)
+
     def say(text):
         if verbose:
             print(text, flush=True)
@@ -161,7 +171,12 @@ def digital_twin_report(
     say(f"most exciting inputs of {len(neurons)} neurons (at most {mei_steps} steps)")
     meis = most_exciting_inputs(model, neurons, norm=norm, pixel_range=pixel_range, steps=mei_steps,
                                 blur_sigma=blur_sigma, jitter=jitter, batch_size=batch_size, seed=seed, verbose=verbose)
-    rf_images = images if rf_images is None else np.asarray(rf_images, dtype="float32")
+    if rf_images is None:
+        rf_images = images
+    elif len(rf_images) == 0:
+        rf_images = None  # asked for none: receptive fields at the mean image only
+    else:
+        rf_images = np.asarray(rf_images, dtype="float32")
     say("gradient receptive fields" + (f" (envelopes at {len(rf_images)} natural images)" if rf_images is not None else ""))
     receptive_fields = gradient_receptive_fields(model, neurons, images=rf_images, batch_size=batch_size, verbose=verbose)
     contrast = grating_amplitude(meis.norm, image_shape, background, pixel_range)
@@ -170,7 +185,7 @@ def digital_twin_report(
                            spatial_frequencies=spatial_frequencies, phases=phases, contrast=contrast,
                            background=background, radius=grating_radius, batch_size=batch_size * 2,
                            verbose=verbose, image_shape=image_shape)
-    gabor = fit_gabor(meis.images - background)
+    gabor = fit_gabor((meis.images - background).mean(axis=-1))  # several channels: their mean
     if images is not None:
         say(f"best of {len(images)} natural images per neuron")
         best, index = best_natural_images(model, neurons, images, batch_size * 2)
