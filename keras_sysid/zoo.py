@@ -525,6 +525,17 @@ def _compress_weights(path: str) -> None:
     os.replace(temporary, path)
 
 
+def _write_card(folder: str, facts: dict, text: str) -> None:
+    """Writes ``metadata.json`` and ``README.md``, then ``SHA256SUMS`` of every file of the entry (written last)."""
+    with open(os.path.join(folder, METADATA_FILE), "w") as file:
+        json.dump(facts, file, indent=2)
+    with open(os.path.join(folder, CARD_FILE), "w") as file:
+        file.write(text)
+    with open(os.path.join(folder, CHECKSUM_FILE), "w") as file:
+        for name in _CHECKED_FILES:
+            file.write(f"{sha256(os.path.join(folder, name))}  {name}\n")
+
+
 def save(model: keras.Model, folder: str, card: dict | None = None, card_text: str | None = None) -> dict:
     """Writes ``model`` as a zoo entry (config, weights, metadata, card, checksums).
 
@@ -569,13 +580,7 @@ def save(model: keras.Model, folder: str, card: dict | None = None, card_text: s
         json.dump(uncompiled(keras.saving.serialize_keras_object(bare)), file, indent=1)
     bare.save_weights(os.path.join(folder, WEIGHTS_FILE))
     _compress_weights(os.path.join(folder, WEIGHTS_FILE))
-    with open(os.path.join(folder, METADATA_FILE), "w") as file:
-        json.dump(facts, file, indent=2)
-    with open(os.path.join(folder, CARD_FILE), "w") as file:
-        file.write(text)
-    with open(os.path.join(folder, CHECKSUM_FILE), "w") as file:
-        for name in _CHECKED_FILES:
-            file.write(f"{sha256(os.path.join(folder, name))}  {name}\n")
+    _write_card(folder, facts, text)
     return facts
 
 
@@ -607,13 +612,7 @@ def rewrite_card(folder: str, facts: dict, model: keras.Model | None = None) -> 
     updated = {**stored, **facts, "card_checked_with": checked}
     if "architecture" not in facts and architecture(model) is not None:
         updated["architecture"] = architecture(model)
-    with open(os.path.join(folder, METADATA_FILE), "w") as file:
-        json.dump(updated, file, indent=2)
-    with open(os.path.join(folder, CARD_FILE), "w") as file:
-        file.write(model_card(updated))
-    with open(os.path.join(folder, CHECKSUM_FILE), "w") as file:
-        for name in _CHECKED_FILES:
-            file.write(f"{sha256(os.path.join(folder, name))}  {name}\n")
+    _write_card(folder, updated, model_card(updated))
     return updated
 
 
