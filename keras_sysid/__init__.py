@@ -25,6 +25,7 @@ from keras_sysid import (
     losses,
     metrics,
     models,
+    multisession,
     normalization,
     positions,
     readouts,
@@ -41,9 +42,10 @@ from keras_sysid.cores import Core, IdentityCore, StackedConv2DCore
 from keras_sysid.losses import PoissonLoss
 from keras_sysid.metrics import PearsonCorrelation
 from keras_sysid.models import SystemIdentificationModel, build_model
+from keras_sysid.multisession import MultiSessionModel, build_multisession_model
 from keras_sysid.readouts import FactorizedReadout, FixedMaskReadout, FullyConnectedReadout, GaussianReadout, Readout
 from keras_sysid.regularizers import GroupSparsity, LaplacianSmoothness
-from keras_sysid.training import EarlyStoppingWithDecay, compile_model, fit_with_schedule
+from keras_sysid.training import EarlyStoppingWithDecay, compile_model, fit_sessions, fit_with_schedule
 from keras_sysid.zoo import load_any as load_model
 
 __version__ = "0.2.0"
@@ -59,12 +61,14 @@ __all__ = [
     "GroupSparsity",
     "IdentityCore",
     "LaplacianSmoothness",
+    "MultiSessionModel",
     "PearsonCorrelation",
     "PoissonLoss",
     "Readout",
     "StackedConv2DCore",
     "SystemIdentificationModel",
     "build_model",
+    "build_multisession_model",
     "cloning",
     "compile_model",
     "cores",
@@ -73,12 +77,14 @@ __all__ = [
     "distribute",
     "evaluation",
     "export",
+    "fit_sessions",
     "fit_with_schedule",
     "insilico",
     "load_model",
     "losses",
     "metrics",
     "models",
+    "multisession",
     "normalization",
     "positions",
     "readouts",

@@ -6,6 +6,10 @@ them (``model.input_names``), ``behavior`` ``[None, n_behavior]`` and
 ``pupil_center`` ``[None, n_pupil]`` in the data's units -> ``responses``
 float32 ``[None, N]`` in the data's units. Loading it needs TensorFlow only,
 not keras_sysid.
+
+A :class:`~keras_sysid.multisession.MultiSessionModel` gets one signature per
+session instead, ``serving_<session name>``, each taking that session's inputs
+and giving its ``responses``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ def export_saved_model(model: keras.Model, path: str) -> None:
     Args:
         model: A built model with ``image_shape`` ``(H, W, C)``: any
             :class:`~keras_sysid.models.SystemIdentificationModel` or
-            :class:`~keras_sysid.ensemble.Ensemble`.
+            :class:`~keras_sysid.ensemble.Ensemble`; or a
+            :class:`~keras_sysid.multisession.MultiSessionModel`, which gets
+            a signature ``serving_<name>`` per session in place of ``serving_default``.
         path: Destination folder.
 
     Example:
@@ -39,21 +45,32 @@ def export_saved_model(model: keras.Model, path: str) -> None:
 
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(f"SavedModel export needs the TensorFlow Keras backend; this one is {keras.backend.backend()!r}.")
-    shapes = input_shapes(model)
-    names = list(shapes)
+    from keras_sysid.multisession import MultiSessionModel
+
     archive = keras.export.ExportArchive()
     archive.track(model)
+    if isinstance(model, MultiSessionModel):
+        endpoints = {f"serving_{name}": session for name, session in model.sessions.items()}
+    else:
+        endpoints = {"serving_default": model}
+    for signature, served_model in endpoints.items():
+        shapes = input_shapes(served_model)
+        archive.add_endpoint(
+            name=signature,
+            fn=_serving_function(served_model, list(shapes)),
+            input_signature=[tf.TensorSpec((None, *shapes[name]), tf.float32, name=name) for name in shapes],
+        )
+    archive.write_out(path, verbose=False)
+
+
+def _serving_function(model: keras.Model, names: list[str]):
+    """``(*inputs in the order of names) -> {"responses": ...}`` for one signature."""
 
     def serve(*inputs):
         given = dict(zip(names, inputs))
         return {"responses": model(given if len(names) > 1 else given["images"], training=False)}
 
-    archive.add_endpoint(
-        name="serving_default",
-        fn=serve,
-        input_signature=[tf.TensorSpec((None, *shapes[name]), tf.float32, name=name) for name in names],
-    )
-    archive.write_out(path, verbose=False)
+    return serve
 
 
 def input_shapes(model: keras.Model) -> dict[str, tuple[int, ...]]:

@@ -571,7 +571,8 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
     def from_config(cls, config):
         config = dict(config)
         for name in ("core", "readout", "shifter", "modulator"):
-            if config.get(name) is not None:
+            # A layer object is kept as given: a MultiSessionModel passes its shared core.
+            if config.get(name) is not None and not isinstance(config[name], keras.layers.Layer):
                 config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
 

@@ -256,3 +256,130 @@ def _history_of(model: keras.Model, logs: dict) -> keras.callbacks.History:
     history.history = {key: list(values) for key, values in logs.items()}
     history.epoch = list(range(len(next(iter(logs.values()), []))))
     return history
+
+
+class SessionValidation(keras.callbacks.Callback):
+    """Logs each session's validation correlation and their mean, ``val_correlation``, after every epoch.
+
+    For a :class:`~keras_sysid.multisession.MultiSessionModel`, whose sessions'
+    validation sets differ in size and so cannot go through ``fit``'s
+    ``validation_data``. Put it before callbacks that read the logs (the
+    early stopping of :func:`fit_sessions`).
+
+    Args:
+        data: ``{name: (inputs, responses)}`` validation data per session.
+        batch_size: Prediction batch size.
+    """
+
+    def __init__(self, data: dict, batch_size: int = 256):
+        super().__init__()
+        self.data, self.batch_size = data, int(batch_size)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_sysid.multisession import session_correlations
+
+        scores = session_correlations(self.model, self.data, batch_size=self.batch_size)
+        if logs is not None:
+            logs.update({f"val_correlation_{name}": value for name, value in scores.items()})
+            logs["val_correlation"] = float(np.mean(list(scores.values())))
+
+
+def fit_sessions(
+    model,
+    train_data: dict,
+    validation_data: dict,
+    max_epochs: int = 200,
+    learning_rate: float = 1e-3,
+    patience: int = 5,
+    n_decays: int = 3,
+    interleave: str = "proportional",
+    batch_size: int = 64,
+    seed: int = 0,
+    freeze_core: bool = False,
+    verbose: int = 1,
+    callbacks=(),
+    backup_dir=None,
+    fingerprint=None,
+    jit_compile=None,
+):
+    """Fits a :class:`~keras_sysid.multisession.MultiSessionModel` with the paper's schedule.
+
+    Each step takes one batch of every session in ``train_data``
+    (:class:`~keras_sysid.data.pipeline.SessionStream`, ``interleave``
+    choosing how they share the steps); early stopping and the learning-rate
+    steps watch the mean over sessions of the validation correlation
+    (:class:`SessionValidation`), as :func:`fit_with_schedule` does for one.
+
+    Args:
+        model: The multi-session model (its sessions adapted to their data).
+        train_data: ``{name: (inputs, responses)}`` for the sessions to train
+            (all, or some: e.g. a new one with ``freeze_core``).
+        validation_data: The same sessions' validation data.
+        max_epochs, learning_rate, patience, n_decays: As :func:`fit_with_schedule`.
+        interleave: ``"proportional"`` (every trial weighs alike) or ``"even"``
+            (every session weighs alike).
+        batch_size: Trials per session batch (the mean over sessions, when proportional).
+        seed: Shuffle seed.
+        freeze_core: Train only the sessions' own parts; the core's weights
+            stay and its batch normalisation runs in inference mode. Sessions
+            not in ``train_data`` are frozen too. These settings stay with the
+            model (and its saved file) until the next ``fit_sessions``.
+        verbose: Keras verbosity (1: progress bar).
+        callbacks: Extra Keras callbacks.
+        backup_dir, fingerprint: Resume after a kill, as :func:`fit_with_schedule`.
+        jit_compile: As :func:`fit_with_schedule`.
+
+    Returns:
+        The Keras ``History`` with ``loss``, ``val_correlation`` (the mean) and
+        ``val_correlation_<name>`` per session.
+
+    Raises:
+        ValueError: before any training: unknown sessions, training and
+            validation sessions that differ, or a session's arrays that do not
+            fit its model (shape, neuron count, NaN, responses a Poisson loss
+            cannot model), named by session.
+    """
+    from keras_sysid.data.pipeline import SessionStream
+    from keras_sysid.multisession import check_session_data
+
+    train_data = check_session_data(model, train_data, "training")
+    validation_data = check_session_data(model, validation_data, "validation")
+    if set(train_data) != set(validation_data):
+        raise ValueError(f"Train sessions {sorted(train_data)} and validation sessions {sorted(validation_data)} differ; "
+                         "early stopping needs validation data of every session trained.")
+    stream = SessionStream(train_data, batch_size=batch_size, seed=seed, interleave=interleave)
+    _set_trainable_parts(model, trained=set(train_data), core=not freeze_core)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={name: PoissonLoss() for name in train_data},
+        loss_weights=stream.loss_weights,
+        jit_compile=preferred_jit_compile() if jit_compile is None else jit_compile,
+    )
+    schedule = EarlyStoppingWithDecay(monitor="val_correlation", mode="max", patience=patience, n_decays=n_decays,
+                                      verbose=verbose)
+    callbacks = [SessionValidation(validation_data), schedule, keras.callbacks.TerminateOnNaN(), *callbacks]
+    initial_epoch = 0
+    if backup_dir is not None:
+        backup = TrainingBackup(backup_dir, schedule, fingerprint)
+        if backup.finished():
+            backup.restore(model)
+            return _history_of(model, backup.history())
+        initial_epoch = backup.completed_epochs()
+        callbacks.insert(2, backup)  # after the schedule, as fit_with_schedule orders them
+        if verbose and initial_epoch:
+            print(f"Resuming from {backup_dir} after epoch {initial_epoch}.")
+    history = model.fit(stream.dataset(first_epoch=initial_epoch), epochs=max_epochs, initial_epoch=initial_epoch,
+                        steps_per_epoch=stream.steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if backup_dir is not None:
+        return _history_of(model, backup.logs())
+    return history
+
+
+def _set_trainable_parts(model, trained: set, core: bool) -> None:
+    """Freezes the shared core unless ``core``, and every session's own parts unless it is in ``trained``."""
+    for name, session in model.sessions.items():
+        # The session's own layers, not the session model: its trainable flag would reach the shared core.
+        for part in (session.readout, session.shifter, session.modulator):
+            if part is not None:
+                part.trainable = name in trained
+    model.core.trainable = core

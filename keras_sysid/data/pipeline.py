@@ -128,3 +128,100 @@ class EpochStream:
                           tf.gather(responses, rows)),
             num_parallel_calls=tf.data.AUTOTUNE,
         ).prefetch(tf.data.AUTOTUNE)
+
+
+INTERLEAVE_MODES = ("proportional", "even")
+
+
+class SessionStream:
+    """Training batches of several recording sessions: each step one batch of every session.
+
+    For a :class:`~keras_sysid.multisession.MultiSessionModel`: each session's
+    batch holds only its own trials, and one step takes one from every
+    session, so one optimiser step pools them all (the shared core's gradient
+    sums over sessions), as neuralpredictors' multi-session training does.
+    How the sessions share the steps:
+
+    - ``"proportional"``: session ``k``'s batches hold about
+      ``batch_size * K * n_k / sum(n)`` trials and its loss weighs ``K * n_k /
+      sum(n)`` (:attr:`loss_weights`), so every trial counts alike, as if the
+      sessions were pooled; an epoch is about one pass over every session.
+    - ``"even"``: every session's batches hold ``batch_size`` trials and its
+      loss weighs 1, so every session counts alike; an epoch is one pass over
+      the largest session, smaller ones cycling.
+
+    Each session's order is a seeded permutation per pass, a pure function of
+    ``(seed, session index, pass)``, so a fit can resume at any epoch and see
+    the batches an uninterrupted one would.
+
+    Args:
+        data: ``{name: (inputs, responses)}``: ``(n, H, W, C)`` images (or a
+            dict of per-trial inputs with ``"images"``) and ``(n, N)`` responses.
+        batch_size: Trials per session batch (``"even"``), or the mean over
+            sessions (``"proportional"``).
+        seed: Shuffle seed.
+        interleave: ``"proportional"`` or ``"even"``.
+
+    Example:
+        >>> stream = SessionStream({"a": (xa, ya), "b": (xb, yb)}, batch_size=64)
+        >>> model.fit(stream.dataset(), steps_per_epoch=stream.steps_per_epoch, epochs=10)
+    """
+
+    def __init__(self, data: dict, batch_size: int = 64, seed: int = 0, interleave: str = "proportional"):
+        if interleave not in INTERLEAVE_MODES:
+            raise ValueError(f"interleave must be one of {INTERLEAVE_MODES}; got {interleave!r}.")
+        if not isinstance(data, dict) or not data:
+            raise ValueError("SessionStream needs a non-empty dict {session name: (inputs, responses)}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        # EpochStream checks and holds each session's arrays (float32).
+        self.streams = {name: EpochStream(inputs, responses, batch_size=batch_size, seed=seed)
+                        for name, (inputs, responses) in data.items()}
+        self.interleave, self.seed = interleave, int(seed)
+        sizes = {name: len(stream.responses) for name, stream in self.streams.items()}
+        total, n_sessions = sum(sizes.values()), len(sizes)
+        if interleave == "even":
+            self.batch_sizes = {name: int(batch_size) for name in sizes}
+            self.loss_weights = {name: 1.0 for name in sizes}
+        else:
+            self.batch_sizes = {name: max(1, round(batch_size * n_sessions * n / total)) for name, n in sizes.items()}
+            self.loss_weights = {name: n_sessions * n / total for name, n in sizes.items()}
+        self.batches_per_pass = {name: -(-n // self.batch_sizes[name]) for name, n in sizes.items()}
+        self.steps_per_epoch = max(self.batches_per_pass.values())
+
+    def _rows(self, session_index: int, name: str, step: int, permutations: dict) -> np.ndarray:
+        """Trial rows of session ``name``'s batch number ``step`` (counted from the first epoch)."""
+        per_pass = self.batches_per_pass[name]
+        pass_index, batch = divmod(step, per_pass)
+        if permutations.get(name, (None,))[0] != pass_index:
+            rng = np.random.default_rng([self.seed, session_index, pass_index])
+            permutations[name] = (pass_index, rng.permutation(len(self.streams[name].responses)))
+        size = self.batch_sizes[name]
+        return permutations[name][1][batch * size:(batch + 1) * size]
+
+    def batches(self, first_epoch: int = 0):
+        """Endless ``({name: inputs}, {name: responses})`` numpy batches from the start of ``first_epoch``."""
+        permutations = {}
+        step = int(first_epoch) * self.steps_per_epoch
+        while True:
+            inputs, responses = {}, {}
+            for index, (name, stream) in enumerate(self.streams.items()):
+                rows = self._rows(index, name, step, permutations)
+                inputs[name] = ({key: values[rows] for key, values in stream.images.items()}
+                                if isinstance(stream.images, dict) else stream.images[rows])
+                responses[name] = stream.responses[rows]
+            yield inputs, responses
+            step += 1
+
+    def dataset(self, first_epoch: int = 0) -> tf.data.Dataset:
+        """:meth:`batches` as a ``tf.data.Dataset``; ``steps_per_epoch`` batches make one epoch."""
+        import tensorflow as tf
+
+        def spec(values):
+            return tf.TensorSpec((None, *np.shape(values)[1:]), tf.float32)
+
+        signature = (
+            {name: tf.nest.map_structure(spec, stream.images) for name, stream in self.streams.items()},
+            {name: spec(stream.responses) for name, stream in self.streams.items()},
+        )
+        return tf.data.Dataset.from_generator(lambda: self.batches(first_epoch), output_signature=signature).prefetch(2)

@@ -513,3 +513,20 @@ def select_trials(data: StaticData, keep: np.ndarray) -> StaticData:
         pupil_center=pick(data.pupil_center),
         trials={key: value[keep] for key, value in data.trials.items()},
     )
+
+
+def select_neurons(data: StaticData, neurons) -> StaticData:
+    """A copy of ``data`` with only the given neurons (indices or a boolean mask), in that order.
+
+    Responses and every per-neuron metadata array (``data.neurons``) are cut alike.
+    """
+    neurons = np.asarray(neurons)
+    if neurons.dtype == bool:
+        if neurons.shape != (data.n_neurons,):
+            raise ValueError(f"A neuron mask must have shape ({data.n_neurons},); got {neurons.shape}.")
+        neurons = np.flatnonzero(neurons)
+    if neurons.ndim != 1 or neurons.size == 0 or not np.issubdtype(neurons.dtype, np.integer) or \
+            neurons.min() < 0 or neurons.max() >= data.n_neurons:
+        raise ValueError(f"Neuron indices must be a non-empty 1-D array of integers in [0, {data.n_neurons}).")
+    return dataclasses.replace(data, responses=data.responses[:, neurons],
+                               neurons={key: value[neurons] for key, value in data.neurons.items()})
