@@ -1,60 +1,8 @@
-r"""Export a model (a .keras file or a zoo entry) to a TensorFlow SavedModel for serving.
+"""``keras-sysid export`` (keras_sysid/cli/export.py) run from a checkout; ``--help`` describes it."""
 
-The SavedModel's ``serving_default`` signature maps ``images`` float32
-[None, H, W, 1] to ``responses`` float32 [None, N], both in the data's units.
-A model that takes the animal's state (or an ensemble with such a member) also
-takes ``behavior`` float32 [None, n_behavior] and/or ``pupil_center`` float32
-[None, n_pupil], in the data's units. The tool prints the inputs it wrote.
-
-Examples:
-
-  python tools/export.py --model runs/mouse_v1/factorized/model.keras --out serving/mouse_v1/1
-
-  # Serve it (TensorFlow Serving's Docker image):
-  docker run -p 8501:8501 -v "$PWD/serving/mouse_v1:/models/mouse_v1" \
-      -e MODEL_NAME=mouse_v1 tensorflow/serving
-"""
-
-import os
-import shutil
 import sys
 
-import _keras_backend  # first: it sets KERAS_BACKEND and imports TensorFlow without its banner
-from absl import app, flags
-
-from keras_sysid import export, zoo
-
-_MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
-_OUT = flags.DEFINE_string("out", None, "SavedModel folder to write (must not exist, unless --overwrite).", required=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel (or empty folder) at --out.")
-
-
-def main(argv):
-    del argv
-    out = os.path.normpath(_OUT.value)
-    if os.path.exists(out) and not os.path.isdir(out):
-        sys.exit(f"error: {out} is a file, not a folder for a SavedModel.")
-    if os.path.exists(out):
-        if not _OVERWRITE.value:
-            sys.exit(f"error: {out} exists; pass --overwrite to replace it, or choose another --out.")
-        # --overwrite replaces a SavedModel (or an empty folder), never another kind of folder.
-        if os.listdir(out) and not os.path.isfile(os.path.join(out, "saved_model.pb")):
-            sys.exit(f"error: {out} holds files but no saved_model.pb; --overwrite replaces SavedModels only.")
-    try:
-        model = zoo.load_any(_MODEL.value)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
-    # Written next to the target first, so a failed export leaves the old one in place.
-    staging = out + ".exporting"
-    if os.path.exists(staging):
-        shutil.rmtree(staging)
-    export.export_saved_model(model, staging)
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.replace(staging, out)
-    inputs = ", ".join(f"{name} {list(shape)}" for name, shape in export.input_shapes(model).items())
-    print(f"wrote {out}: serving_default {inputs} -> responses [{model.n_neurons}]")
-
+import keras_sysid_launcher  # starts the command before Keras is imported, so that --backend applies
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(keras_sysid_launcher.main(["keras-sysid", "export", *sys.argv[1:]]))

@@ -43,7 +43,7 @@ from keras_sysid.resume import TrainingBackup, write_json_atomically
 from keras_sysid.training import fit_with_schedule
 
 TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "parameters", "minutes", "val_correlation")
-_CORTEX_KEY = "cell_motor_coordinates"
+CORTEX_KEY = "cell_motor_coordinates"  # meta/neurons/ key of cortical coordinates
 
 
 def factorized_variant(spec: dict) -> dict:
@@ -83,8 +83,8 @@ def build_variant(spec: dict, data, seed: int = 0, name: str = "sysid_model") ->
     if "seed" in inspect.signature(readout_class).parameters:
         readout["seed"] = seed
     cortex = readout["type"] == "cortex_gaussian"
-    if cortex and _CORTEX_KEY not in data.neurons:
-        raise StaticDataError(f"{data.name}: has no meta/neurons/{_CORTEX_KEY}.npy, which cortex-predicted positions need.")
+    if cortex and CORTEX_KEY not in data.neurons:
+        raise StaticDataError(f"{data.name}: has no meta/neurons/{CORTEX_KEY}.npy, which cortex-predicted positions need.")
     image_mean, image_std = data.image_statistics("train")
     model = build_model(
         n_neurons=data.n_neurons, image_shape=data.image_shape, core=spec["core"], readout=readout,
@@ -97,7 +97,7 @@ def build_variant(spec: dict, data, seed: int = 0, name: str = "sysid_model") ->
                      if isinstance(inputs, dict) and "pupil_center" in inputs else None),
     )
     if cortex:
-        model.readout.set_cortical_coordinates(data.neurons[_CORTEX_KEY])
+        model.readout.set_cortical_coordinates(data.neurons[CORTEX_KEY])
     if spec.get("placement") == "envelope":
         images = inputs["images"] if isinstance(inputs, dict) else inputs
         model.place_neurons(positions.envelope_positions(images, data.responses[train]))
@@ -112,15 +112,20 @@ def variant_key(name: str, spec: dict, data, settings: FitSettings) -> dict:
             "data": data.fingerprint(), "backend": keras.backend.backend()}
 
 
-def fit_variant(spec: dict, data, settings: FitSettings, name: str, verbose: int = 2, backup_dir=None, key=None):
+def fit_variant(spec: dict, data, settings: FitSettings, name: str, verbose: int = 2, backup_dir=None, key=None,
+                callbacks=(), jit_compile=None):
     """Builds and fits a variant on the train tier, stopping early on the validation tier.
+
+    ``callbacks`` (extra Keras callbacks) and ``jit_compile`` go to
+    :func:`~keras_sysid.training.fit_with_schedule`.
 
     Returns:
         ``(model, info)``: ``info`` has ``epochs``, ``seconds`` (this call)
         and ``val_correlation`` (the best epoch's).
     """
     if "rival" in spec:
-        return rivals.fit_rival(spec["rival"], data, settings, verbose=verbose, backup_dir=backup_dir)
+        return rivals.fit_rival(spec["rival"], data, settings, verbose=verbose, callbacks=callbacks,
+                                backup_dir=backup_dir, jit_compile=jit_compile)
     start = time.perf_counter()
     model = build_variant(spec, data, seed=settings.seed, name=name)
     scale = data.response_scale("train")
@@ -134,9 +139,11 @@ def fit_variant(spec: dict, data, settings: FitSettings, name: str, verbose: int
         patience=settings.patience,
         n_decays=settings.n_decays,
         verbose=verbose,
+        callbacks=callbacks,
         monitor="val_correlation",
         backup_dir=backup_dir,
         fingerprint=key,
+        jit_compile=jit_compile,
     )
     model.set_response_scale(scale)
     info = {"epochs": len(history.epoch), "seconds": round(time.perf_counter() - start, 1),

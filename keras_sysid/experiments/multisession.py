@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from keras_sysid import evaluation, multisession, readouts
+from keras_sysid.data.pipeline import INTERLEAVE_MODES
 from keras_sysid.data.static import StaticData, select_neurons, select_trials
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments.comparison import keras_sysid_version
@@ -41,18 +42,21 @@ from keras_sysid.training import fit_sessions, fit_with_schedule
 
 @dataclasses.dataclass
 class MultiSessionSyntheticConfig:
-    """Settings of the synthetic proof (defaults: 4 sessions of 100 neurons, 384 training images each)."""
+    """Settings of the synthetic proof (defaults: 4 sessions of 100 neurons, 128 to 768 training images each).
 
-    n_sessions: int = 4
+    Sessions differ in size, as real ones do, so that ``"proportional"`` and
+    ``"even"`` interleaving (:class:`~keras_sysid.data.pipeline.SessionStream`)
+    differ; both are fitted and compared on the validation data.
+    """
+
+    n_train: tuple = (128, 256, 384, 768)  # training images of each session
     n_neurons: int = 100  # per session
-    n_train: int = 384  # training images per session
     n_validation: int = 128  # validation images per session
     n_test: int = 1024  # shared test images, scored on noise-free rates
     ground_truth: str = "cnn"
     n_types: int = 4
     core: str = "paper"
     readout: str = "factorized"
-    interleave: str = "proportional"
     max_epochs: int = 100
     patience: int = 5
     learning_rate: float = 1e-3
@@ -66,19 +70,19 @@ def synthetic_sessions(config: MultiSessionSyntheticConfig):
     Returns:
         ``(population, sessions)``: a
         :class:`~keras_sysid.data.SyntheticPopulation` of ``K * n_neurons``
-        neurons (``K * n_train`` training images); ``sessions`` is
+        neurons (``sum(n_train)`` training images); ``sessions`` is
         ``{name: (neuron indices, train rows, validation rows)}``, disjoint
         in neurons and images, each session's neurons a seeded draw across
         the cell types.
     """
-    k = config.n_sessions
+    k = len(config.n_train)
     population = make_population(
-        config.ground_truth, n_neurons=k * config.n_neurons, n_types=config.n_types, n_train=k * config.n_train,
+        config.ground_truth, n_neurons=k * config.n_neurons, n_types=config.n_types, n_train=sum(config.n_train),
         n_validation=k * config.n_validation, n_test=config.n_test, seed=config.seed,
     )
     rng = np.random.default_rng([config.seed, 1])
     neurons = np.split(rng.permutation(population.n_neurons), k)
-    train_rows = np.split(rng.permutation(k * config.n_train), k)
+    train_rows = np.split(rng.permutation(sum(config.n_train)), np.cumsum(config.n_train)[:-1])
     validation_rows = np.split(rng.permutation(k * config.n_validation), k)
     sessions = {f"session{i}": (np.sort(neurons[i]), np.sort(train_rows[i]), np.sort(validation_rows[i])) for i in range(k)}
     return population, sessions
@@ -107,9 +111,11 @@ def run_multisession_synthetic(config: MultiSessionSyntheticConfig, out: str | N
         log: Where progress lines go.
 
     Returns:
-        Rows ``{"model", "fev" (mean over all K * n_neurons neurons),
-        "fev_per_session", "epochs", "seconds"}`` for ``separate``,
-        ``shared_core`` and ``pooled``.
+        Rows ``{"model", "val_correlation" (best epoch's; the mean over
+        sessions for separate and shared-core models), "fev" (mean over all
+        K * n_neurons neurons, noise-free test rates), "fev_per_session",
+        "epochs", "seconds"}`` for ``separate``, ``shared_core_proportional``,
+        ``shared_core_even`` and ``pooled``.
     """
     population, sessions = synthetic_sessions(config)
     key = {"experiment": "multisession_synthetic", "config": dataclasses.asdict(config),
@@ -128,6 +134,7 @@ def run_multisession_synthetic(config: MultiSessionSyntheticConfig, out: str | N
         return None, path
 
     def fit_single(name, neurons, train_rows, validation_rows):
+        """``(model, epochs, best validation correlation)``."""
         keras.utils.set_random_seed(config.seed)
         model = _single_model(config, len(neurons), image_shape, name)
         x, y = train.images[train_rows], train.responses[train_rows][:, neurons]
@@ -136,62 +143,67 @@ def run_multisession_synthetic(config: MultiSessionSyntheticConfig, out: str | N
             model, (x, y), (validation.images[validation_rows], validation.responses[validation_rows][:, neurons]),
             max_epochs=config.max_epochs, learning_rate=config.learning_rate, patience=config.patience,
             monitor="val_correlation", verbose=verbose, batch_size=config.batch_size, seed=config.seed)
-        return model, len(history.epoch)
+        return model, len(history.epoch), float(np.max(history.history["val_correlation"]))
 
     rows = []
     row, path = stored("separate")
     if row is None:
-        log(f"  fitting {config.n_sessions} separate models")
-        start, fev, epochs = time.perf_counter(), {}, {}
+        log(f"  fitting {len(sessions)} separate models")
+        start, fev, epochs, val = time.perf_counter(), {}, {}, {}
         for name, (neurons, train_rows, validation_rows) in sessions.items():
-            model, epochs[name] = fit_single(name, neurons, train_rows, validation_rows)
+            model, epochs[name], val[name] = fit_single(name, neurons, train_rows, validation_rows)
             fev[name] = _fev_against_truth(model, population, neurons)
-        row = _row("separate", fev, epochs, start, key)
+        row = _row("separate", fev, epochs, start, key, val_correlation=float(np.mean(list(val.values()))))
         _keep(row, path)
     rows.append(row)
 
-    row, path = stored("shared_core")
-    if row is None:
-        log("  fitting the shared-core model")
-        start = time.perf_counter()
-        keras.utils.set_random_seed(config.seed)
-        model = multisession.build_multisession_model(
-            {name: {"n_neurons": len(neurons), "image_shape": image_shape} for name, (neurons, _, _) in sessions.items()},
-            core=SYNTHETIC_CORES[config.core](config.n_types), readout=synthetic_readout(config.readout)["readout"])
-        data = {name: (train.images[rows_], train.responses[rows_][:, neurons])
-                for name, (neurons, rows_, _) in sessions.items()}
-        model.adapt(data)
-        history = fit_sessions(
-            model, data,
-            {name: (validation.images[rows_], validation.responses[rows_][:, neurons])
-             for name, (neurons, _, rows_) in sessions.items()},
-            max_epochs=config.max_epochs, learning_rate=config.learning_rate, patience=config.patience,
-            interleave=config.interleave, batch_size=config.batch_size, seed=config.seed, verbose=verbose)
-        fev = {name: _fev_against_truth(model.sessions[name], population, neurons)
-               for name, (neurons, _, _) in sessions.items()}
-        row = _row("shared_core", fev, {"all": len(history.epoch)}, start, key)
-        _keep(row, path)
-    rows.append(row)
+    for interleave in INTERLEAVE_MODES:
+        name = f"shared_core_{interleave}"
+        row, path = stored(name)
+        if row is None:
+            log(f"  fitting the shared-core model, {interleave} interleaving")
+            start = time.perf_counter()
+            keras.utils.set_random_seed(config.seed)
+            model = multisession.build_multisession_model(
+                {session: {"n_neurons": len(neurons), "image_shape": image_shape}
+                 for session, (neurons, _, _) in sessions.items()},
+                core=SYNTHETIC_CORES[config.core](config.n_types), readout=synthetic_readout(config.readout)["readout"])
+            data = {session: (train.images[rows_], train.responses[rows_][:, neurons])
+                    for session, (neurons, rows_, _) in sessions.items()}
+            model.adapt(data)
+            history = fit_sessions(
+                model, data,
+                {session: (validation.images[rows_], validation.responses[rows_][:, neurons])
+                 for session, (neurons, _, rows_) in sessions.items()},
+                max_epochs=config.max_epochs, learning_rate=config.learning_rate, patience=config.patience,
+                interleave=interleave, batch_size=config.batch_size, seed=config.seed, verbose=verbose)
+            fev = {session: _fev_against_truth(model.sessions[session], population, neurons)
+                   for session, (neurons, _, _) in sessions.items()}
+            row = _row(name, fev, {"all": len(history.epoch)}, start, key,
+                       val_correlation=float(np.max(history.history["val_correlation"])))
+            _keep(row, path)
+        rows.append(row)
 
     row, path = stored("pooled")
     if row is None:
         log("  fitting the pooled model (every neuron on every image: the ceiling)")
         start = time.perf_counter()
-        model, n_epochs = fit_single("pooled", np.arange(population.n_neurons), np.arange(len(train.responses)),
-                                     np.arange(len(validation.responses)))
+        model, n_epochs, val = fit_single("pooled", np.arange(population.n_neurons), np.arange(len(train.responses)),
+                                          np.arange(len(validation.responses)))
         fev_all = _fev_against_truth(model, population, np.arange(population.n_neurons))
         fev = {name: fev_all[neurons] for name, (neurons, _, _) in sessions.items()}
-        row = _row("pooled", fev, {"all": n_epochs}, start, key)
+        row = _row("pooled", fev, {"all": n_epochs}, start, key, val_correlation=val)
         _keep(row, path)
     rows.append(row)
     for row in rows:
-        log(f"  {row['model']:>12}: FEV {row['fev']:.3f} (per session " +
+        log(f"  {row['model']:>25}: validation correlation {row['val_correlation']:.3f}, FEV {row['fev']:.3f} (per session " +
             ", ".join(f"{value:.3f}" for value in row["fev_per_session"].values()) + ")")
     return rows
 
 
-def _row(name, fev: dict, epochs: dict, start: float, key: dict) -> dict:
-    return {"model": name, "fev": float(np.mean(np.concatenate(list(fev.values())))),
+def _row(name, fev: dict, epochs: dict, start: float, key: dict, val_correlation: float) -> dict:
+    return {"model": name, "val_correlation": val_correlation,
+            "fev": float(np.mean(np.concatenate(list(fev.values())))),
             "fev_per_session": {session: float(np.mean(values)) for session, values in fev.items()},
             "epochs": epochs, "seconds": round(time.perf_counter() - start, 1), "key": key}
 
@@ -308,18 +320,89 @@ def _fit_single_half(spec, half, settings, name, backup_dir, key, verbose):
 
 
 def _fit_joint(spec, halves, settings, backup_dir, key, verbose):
-    keras.utils.set_random_seed(settings.seed)
+    model, info = fit_jointly(spec, halves, settings, backup_dir=backup_dir, key=key, verbose=verbose, name="joint")
+    return model, info["epochs"]
+
+
+def build_for_recordings(spec: dict, datasets: dict, seed: int = 0, name: str = "multisession_model"):
+    """A :class:`~keras_sysid.multisession.MultiSessionModel` of a variant, one session per recording.
+
+    Each session is set up from its own train tier as
+    :func:`~keras_sysid.experiments.mouse_v1_sota.build_variant` sets up a
+    single model: image statistics, response scale and starting bias
+    (``adapt``), behaviour and pupil statistics for the parts that take them,
+    cortical coordinates for a cortex readout, envelope placement where the
+    variant asks for it.
+
+    Args:
+        spec: A variant (:data:`~keras_sysid.experiments.presets.SOTA_VARIANTS`
+            entry or :func:`~keras_sysid.experiments.presets.recording_spec`).
+        datasets: ``{session name: StaticData}`` (names as
+            :func:`~keras_sysid.multisession.check_session_name` allows).
+        seed: Seeds the weights (and a readout that takes a seed).
+        name: Model name.
+
+    Raises:
+        StaticDataError: a recording lacks what the variant needs (behaviour,
+            pupil centre, cortical coordinates), named.
+    """
+    from keras_sysid import positions
+    from keras_sysid.data.static import StaticDataError
+    from keras_sysid.experiments.mouse_v1_sota import CORTEX_KEY, needs
+    from keras_sysid.models import variable_stats
+
+    keras.utils.set_random_seed(seed)
     readout = dict(spec["readout"])
     if "seed" in inspect.signature(readouts.registry()[readout["type"]]).parameters:
-        readout["seed"] = settings.seed  # as build_variant seeds a single model's readout
-    model = multisession.build_multisession_model(
-        {name: {"n_neurons": half.n_neurons, "image_shape": half.image_shape} for name, half in halves.items()},
-        core=spec["core"], readout=readout, name="joint")
-    model.adapt({name: half.tier("train") for name, half in halves.items()})
+        readout["seed"] = seed  # as build_variant seeds a single model's readout
+    sessions, inputs = {}, {}
+    for session, data in datasets.items():
+        inputs[session] = data.model_inputs("train", needs(spec))  # raises if the data lacks a variable
+        state = inputs[session] if isinstance(inputs[session], dict) else {}
+        if readout["type"] == "cortex_gaussian" and CORTEX_KEY not in data.neurons:
+            raise StaticDataError(f"{data.name}: has no meta/neurons/{CORTEX_KEY}.npy, which cortex-predicted "
+                                  "positions need.")
+        sessions[session] = {
+            "n_neurons": data.n_neurons, "image_shape": data.image_shape,
+            "behavior_channels": bool(spec.get("behavior_channels")), "shifter": spec.get("shifter"),
+            "modulator": spec.get("modulator"),
+            "behavior_stats": variable_stats(state["behavior"]) if "behavior" in state else None,
+            "pupil_stats": variable_stats(state["pupil_center"]) if "pupil_center" in state else None,
+        }
+    model = multisession.build_multisession_model(sessions, core=spec["core"], readout=readout, name=name)
+    for session, data in datasets.items():
+        session_model = model.sessions[session]
+        session_model.adapt(inputs[session], data.responses[data.indices("train")])
+        if readout["type"] == "cortex_gaussian":
+            session_model.readout.set_cortical_coordinates(data.neurons[CORTEX_KEY])
+        if spec.get("placement") == "envelope":
+            images = inputs[session]["images"] if isinstance(inputs[session], dict) else inputs[session]
+            session_model.place_neurons(positions.envelope_positions(images, data.responses[data.indices("train")]))
+    return model
+
+
+def fit_jointly(spec: dict, datasets: dict, settings: FitSettings, backup_dir=None, key=None, verbose: int = 2,
+                callbacks=(), jit_compile=None, interleave: str = "proportional", name: str = "multisession_model"):
+    """Builds (:func:`build_for_recordings`) and fits one shared-core model of ``{session: StaticData}``.
+
+    Each session trains on its train tier; early stopping watches the mean
+    over sessions of the validation tiers' correlation (:func:`~keras_sysid.training.fit_sessions`).
+
+    Returns:
+        ``(model, info)``: ``info`` has ``epochs``, ``seconds`` (this call)
+        and ``best_val_correlation`` (the mean over sessions, best epoch).
+    """
+    start = time.perf_counter()
+    model = build_for_recordings(spec, datasets, seed=settings.seed, name=name)
     history = fit_sessions(
-        model, {name: half.tier("train") for name, half in halves.items()},
-        {name: half.tier("validation") for name, half in halves.items()},
+        model, {session: (data.model_inputs("train", model.sessions[session].input_names),
+                          data.responses[data.indices("train")]) for session, data in datasets.items()},
+        {session: (data.model_inputs("validation", model.sessions[session].input_names),
+                   data.responses[data.indices("validation")]) for session, data in datasets.items()},
         max_epochs=settings.max_epochs, learning_rate=spec.get("learning_rate", settings.learning_rate),
-        patience=settings.patience, n_decays=settings.n_decays, batch_size=settings.batch_size,
-        seed=settings.seed, verbose=verbose, backup_dir=backup_dir, fingerprint=key)
-    return model, len(history.epoch)
+        patience=settings.patience, n_decays=settings.n_decays, interleave=interleave,
+        batch_size=settings.batch_size, seed=settings.seed, verbose=verbose, callbacks=callbacks,
+        backup_dir=backup_dir, fingerprint=key, jit_compile=jit_compile)
+    info = {"epochs": len(history.epoch), "seconds": round(time.perf_counter() - start, 1),
+            "best_val_correlation": float(np.max(history.history["val_correlation"]))}
+    return model, info

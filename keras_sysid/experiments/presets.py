@@ -180,3 +180,28 @@ SOTA_VARIANTS = {
         "modulator": {"l2": 0.1},
     },
 }
+
+
+# -- fitting a recording (keras-sysid fit --data) --
+
+# The cores a recording's model may have, by name: the rivals' (paper's, 48
+# channels), Lurz et al.'s of the ablation, or none (a model on the pixels).
+RECORDING_CORES = {"paper": MOUSE_CORE, "lurz": LURZ_CORE, "identity": {"type": "identity"}}
+
+
+def recording_spec(core: str, readout: str) -> dict:
+    """The model spec (as a :data:`SOTA_VARIANTS` entry) of core ``core`` and readout ``readout`` for a recording.
+
+    A readout keeps its mouse V1 settings: a rival's (:data:`RIVALS`, with its
+    placement and learning rate), ``cortex_gaussian`` the ablation's; any other
+    registered readout runs with its class defaults.
+    """
+    if core not in RECORDING_CORES:
+        raise ValueError(f"Unknown core {core!r} for a recording; choose one of {sorted(RECORDING_CORES)}.")
+    if readout in RIVALS and RIVALS[readout]["readout"]["type"] == readout:
+        preset = {key: value for key, value in RIVALS[readout].items() if key != "core"}
+    elif readout == _CORTEX_GAUSSIAN["type"]:
+        preset = {"readout": _CORTEX_GAUSSIAN}
+    else:
+        preset = {"readout": {"type": readout}}
+    return {"core": RECORDING_CORES[core], **preset}

@@ -102,7 +102,8 @@ def fit_key(name: str, data, settings: FitSettings) -> dict:
     }
 
 
-def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int = 1, callbacks=(), backup_dir=None):
+def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int = 1, callbacks=(), backup_dir=None,
+              jit_compile=None):
     """Builds and fits rival ``name`` on ``data``'s train tier.
 
     Early stopping (with learning-rate steps) watches the validation tier's
@@ -121,6 +122,8 @@ def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int
             :func:`~keras_sysid.training.fit_with_schedule`); its fingerprint
             is :func:`fit_key`, so a backup of other data, another spec,
             other settings or another seed is refused, not resumed.
+        jit_compile: XLA for the training step (``None``: the preferred
+            setting for this device kind, :mod:`keras_sysid.devices`).
 
     Returns:
         ``(model, info)`` with ``info`` = ``{"epochs", "seconds", "best_val_correlation"}``
@@ -143,6 +146,7 @@ def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int
         monitor="val_correlation",
         backup_dir=backup_dir,
         fingerprint=fit_key(name, data, settings) if backup_dir is not None else None,
+        jit_compile=jit_compile,
     )
     model.set_response_scale(scale)
     info = {

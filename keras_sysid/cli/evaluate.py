@@ -1,0 +1,167 @@
+r"""Score a fitted model: on the test tier of a recording, or against a synthetic truth.
+
+With ``--data`` (a ``static*-preproc0`` zip or folder, or an NWB file),
+prints its progress (reading, predicting), then, as its last line, one JSON
+object with ``corr_single``, ``corr_avg``, ``feve``, ``frac_oracle``,
+``oracle``, ``n_neurons``, ``n_trials`` and ``n_images`` (see
+``keras_sysid.evaluation``).
+
+Without ``--data``, the model must be a synthetic zoo entry (a name or a
+zoo-format folder): its population is simulated again (seeded, so the same
+one) from the ``config`` in the entry's ``metadata.json`` and the model is
+scored on the noise-free rates of its test split. The last line holds the
+card's metric keys: ``fev``, ``fev_median``, ``rf_error_px``,
+``frac_rf_within_1px``, ``corr_test`` for a fitted model, or
+``max_abs_error_vs_numpy_truth`` for a ``*_groundtruth`` simulator (its
+population is the zoo's default one when the entry stores no ``config``).
+
+Examples:
+
+  keras-sysid evaluate --model runs/mouse_v1/factorized/model.keras \
+      --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
+
+  # A zoo model.
+  keras-sysid evaluate --model mouse_v1_gaussian \
+      --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
+
+  # A synthetic zoo entry, against its known truth.
+  keras-sysid evaluate --model synthetic_cnn_factorized
+  keras-sysid evaluate --model synthetic_dog_groundtruth
+
+  # A recording in an NWB file.
+  keras-sysid evaluate --model runs/fit/session/model.keras --data session.nwb
+
+  # One recording of a model fitted to several (keras-sysid fit --data A --data B): its session.
+  keras-sysid evaluate --model runs/fit/two_scans/model.keras --data B.zip
+
+  # Another tier with repeats, and per-neuron scores saved.
+  keras-sysid evaluate --model model.keras --data static-folder/ \
+      --tier validation --per_neuron scores.npz
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+from absl import flags
+
+from keras_sysid import evaluation, metrics, models, zoo
+from keras_sysid.cli import _backend
+from keras_sysid.cli._recordings import load_recording
+from keras_sysid.data.static import KNOWN_TIERS, StaticDataError
+from keras_sysid.multisession import MultiSessionModel, session_name_for
+
+_MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
+_DATA = flags.DEFINE_string(
+    "data", None,
+    "A static*-preproc0 zip file or folder, or an .nwb file. Leave out for a synthetic zoo entry (scored against "
+    "its known truth).",
+)
+_TIER = flags.DEFINE_enum("tier", "test", list(KNOWN_TIERS), "Tier to score (needs repeated images).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Prediction batch size.")
+_PER_NEURON = flags.DEFINE_string("per_neuron", None, "Also write per-neuron scores to this .npz file.")
+_SESSION = flags.DEFINE_string(
+    "session", None,
+    "A multi-session model's session to score --data with; default: the session named after the recording.",
+)
+
+GROUNDTRUTH_METRIC = "max_abs_error_vs_numpy_truth"
+
+
+def _synthetic_config(facts: dict):
+    """The run config behind a synthetic entry: its metadata's, or the zoo default for a ``*_groundtruth``."""
+    from keras_sysid.experiments.presets import SyntheticRunConfig, zoo_synthetic_config
+
+    if isinstance(facts.get("config"), dict):
+        try:
+            return SyntheticRunConfig(**facts["config"])
+        except TypeError as error:
+            raise ValueError(f"{_MODEL.value}: metadata.json's config is not a SyntheticRunConfig ({error}).") from None
+    match = re.fullmatch(r"synthetic_(\w+)_groundtruth", str(facts.get("name", "")))
+    if match:
+        return zoo_synthetic_config(match.group(1))
+    raise ValueError(
+        f"{_MODEL.value}: --data is needed; without it the model must be a synthetic zoo entry whose "
+        "metadata.json holds the run's 'config' (or a synthetic_<truth>_groundtruth entry)."
+    )
+
+
+def score_against_truth(model, facts: dict, batch_size: int) -> dict:
+    """The card metrics of a synthetic entry, re-measured on its re-simulated population."""
+    config = _synthetic_config(facts)
+    population = config.population()
+    if "locations" in facts and not np.array_equal(np.asarray(facts["locations"]), population.locations):
+        raise ValueError(f"{_MODEL.value}: the simulated population's locations differ from the entry's card.")
+    card_metrics = facts.get("metrics", {})
+    if GROUNDTRUTH_METRIC in card_metrics:
+        prediction = model.predict(population.test.images, batch_size=batch_size, verbose=0)
+        return {GROUNDTRUTH_METRIC: float(np.max(np.abs(prediction - population.test.clean_responses)))}
+    scores = evaluation.scores_against_truth(model, population.test, batch_size)
+    distance = metrics.rf_distance(model.rf_positions(), population.locations)
+    return {
+        "fev": float(np.mean(scores["fev"])),
+        "fev_median": float(np.median(scores["fev"])),
+        "rf_error_px": float(np.median(distance)),
+        "frac_rf_within_1px": float(np.mean(distance <= 1.0)),
+        "corr_test": float(np.mean(scores["correlation"])),
+    }
+
+
+def session_for(model, data_name: str, session: str | None):
+    """``model``, or, for a multi-session model, its session ``session`` (default: named after the recording)."""
+    if not isinstance(model, MultiSessionModel):
+        if session is not None:
+            raise ValueError(f"--session {session}: {_MODEL.value} is a single-session model.")
+        return model
+    name = session if session is not None else session_name_for(data_name)
+    if name not in model.sessions:
+        raise ValueError(f"{_MODEL.value} has no session {name!r} (sessions: {list(model.sessions)}); "
+                         "choose one with --session.")
+    return model.sessions[name]
+
+
+def main(argv):
+    del argv
+    _backend.check()
+    if _DATA.value is None:
+        try:
+            if _TIER.value != "test" or _PER_NEURON.value:
+                raise ValueError(
+                    "without --data a synthetic entry is scored on its test split only (no --tier, --per_neuron)."
+                )
+            if _MODEL.value.endswith(".keras") or os.path.isfile(_MODEL.value):
+                raise ValueError(
+                    f"{_MODEL.value}: --data is needed for a .keras file (only zoo entries carry their truth)."
+                )
+            facts = zoo.metadata(_MODEL.value)
+            config = _synthetic_config(facts)  # Fails fast, before loading, for an entry without a truth.
+            model = zoo.load(_MODEL.value)
+            scores = score_against_truth(model, facts, _BATCH_SIZE.value)
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+        print(json.dumps({"model": _MODEL.value, "data": f"synthetic ({config.ground_truth}, seed {config.seed})",
+                          "tier": "test", **scores}))
+        return
+    try:
+        started = time.perf_counter()
+        print(f"reading {_DATA.value} ...", flush=True)
+        data = load_recording(_DATA.value, tiers=[_TIER.value])
+        print(f"  {data.name}: {len(data.indices(_TIER.value))} {_TIER.value} trials, {data.n_neurons} neurons "
+              f"({time.perf_counter() - started:.1f} s)", flush=True)
+        # A pruned factorized mask is read sparsely: the same predictions, faster (models.for_inference).
+        loaded = zoo.load_any(_MODEL.value)
+        scored = session_for(loaded, data.name, _SESSION.value)
+        model = models.for_inference(scored)
+        print(f"predicting with {_MODEL.value} ...", flush=True)
+        scores = evaluation.evaluate_model(model, data, _TIER.value, _BATCH_SIZE.value, verbose=2)
+    except (StaticDataError, ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    if _PER_NEURON.value:
+        np.savez(_PER_NEURON.value, corr_single=scores.corr_single, corr_avg=scores.corr_avg,
+                 feve=scores.feve, oracle=scores.oracle)
+    session = {"session": scored.name} if scored is not loaded else {}
+    print(json.dumps({"model": _MODEL.value, "data": data.name, "tier": _TIER.value, **session, **scores.summary()}))
+

@@ -1,0 +1,80 @@
+"""``keras-sysid COMMAND [flags]``: keras_sysid's programs, one command each.
+
+``keras-sysid --help`` lists the commands, ``keras-sysid COMMAND --help`` (or
+``keras-sysid help COMMAND``) describes one and its flags.
+
+This module runs before the keras_sysid package is imported (the console
+script starts in :mod:`keras_sysid_launcher`), so that ``--backend`` sets
+``KERAS_BACKEND`` before Keras is imported: it imports only the standard
+library at its top, and the command's module, which imports keras_sysid, only
+once :mod:`keras_sysid.cli._backend` has run.
+"""
+
+import ast
+import difflib
+import importlib
+import os
+import sys
+
+PROGRAM = "keras-sysid"
+# Each command is the module keras_sysid.cli.<command>: its docstring is the
+# command's --help text, its first line the command's line in the listing.
+COMMANDS = ("fit", "evaluate", "export", "insilico", "reproduce", "transfer", "benchmark", "zoo")
+
+
+def describe(command: str) -> str:
+    """The first line of ``command``'s docstring, read from its file: importing it would import Keras."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{command}.py"), encoding="utf-8") as file:
+        doc = ast.get_docstring(ast.parse(file.read())) or ""
+    return doc.strip().split("\n", 1)[0].replace("``", "")
+
+
+def listing() -> str:
+    """The usage line and every command with its description."""
+    width = max(len(command) for command in COMMANDS)
+    lines = [f"usage: {PROGRAM} COMMAND [flags]", "", "commands:"]
+    lines += [f"  {command:<{width}}  {describe(command)}" for command in COMMANDS]
+    lines += ["", f"{PROGRAM} COMMAND --help describes a command and its flags."]
+    return "\n".join(lines)
+
+
+def run(command: str, argv: list[str]) -> None:
+    """Runs ``command`` under absl with ``argv`` (the program's name, then the command's flags); exits."""
+    from absl import app, flags
+
+    from keras_sysid_launcher import load_early
+
+    sys.argv = list(argv)  # _backend reads --backend from it; absl names the program after argv[0]
+    load_early("keras_sysid.cli._backend")
+    module = importlib.import_module(f"keras_sysid.cli.{command}")
+    # absl's --help prints __main__'s docstring and the key flags of the module named argv[0];
+    # __main__ is pip's script (or a tools/ shell), so both are made the command's.
+    sys.modules["__main__"].__doc__ = module.__doc__
+    for flag in [*flags.FLAGS.get_key_flags_for_module(module), flags.FLAGS["backend"]]:
+        flags.FLAGS.register_key_flag_for_module(argv[0], flag)
+    app.run(module.main, argv=sys.argv)
+
+
+def main(argv=None):
+    """``keras-sysid COMMAND [flags]``; ``argv`` defaults to ``sys.argv``. Returns an exit status or exits."""
+    argv = list(sys.argv if argv is None else argv)
+    arguments = argv[1:]
+    if not arguments:
+        print(listing(), file=sys.stderr)
+        return 2
+    command, rest = arguments[0], arguments[1:]
+    if command in ("-h", "--help", "--helpshort", "--helpfull") or (command == "help" and not rest):
+        print(listing())
+        return 0
+    if command == "help":
+        command, rest = rest[0], ["--help"]
+    if command not in COMMANDS:
+        if command.startswith("-"):
+            problem = f"{command}: flags come after the command ({PROGRAM} COMMAND {command} ...)"
+        else:
+            close = difflib.get_close_matches(command, COMMANDS, 1)
+            problem = f"unknown command {command!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        print(f"{PROGRAM}: {problem}; the commands are {', '.join(COMMANDS)} ({PROGRAM} --help describes them).",
+              file=sys.stderr)
+        return 2
+    run(command, [f"{PROGRAM} {command}", *rest])
