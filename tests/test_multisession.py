@@ -180,3 +180,44 @@ def test_evaluate_sessions_scores_each_on_its_own_data(tmp_path):
         assert scores[name].summary() == ks.evaluation.evaluate_model(model.sessions[name], half, "test").summary()
     with pytest.raises(ValueError, match="Neuron indices"):
         select_neurons(data, np.array([6]))
+
+
+def test_synthetic_proof_fits_every_row_and_reads_them_back(tmp_path):
+    from keras_sysid.experiments import multisession as proof
+
+    config = proof.MultiSessionSyntheticConfig(n_train=(40, 80), n_neurons=4, n_validation=24, n_test=48,
+                                               ground_truth="dog", n_types=2, core="linear", max_epochs=2)
+    population, sessions = proof.synthetic_sessions(config)
+    neurons = np.concatenate([s[0] for s in sessions.values()])
+    assert sorted(neurons.tolist()) == list(range(8))  # every neuron in exactly one session
+    assert [len(s[1]) for s in sessions.values()] == [40, 80]
+    assert not set(sessions["session0"][1]) & set(sessions["session1"][1])
+    lines = []
+    rows = proof.run_multisession_synthetic(config, out=str(tmp_path), log=lines.append)
+    assert [row["model"] for row in rows] == ["separate", "shared_core_proportional", "shared_core_even", "pooled"]
+    assert all(np.isfinite(row["fev"]) and set(row["fev_per_session"]) == set(sessions) for row in rows)
+    assert (tmp_path / "multisession_synthetic.csv").exists()
+    again = proof.run_multisession_synthetic(config, out=str(tmp_path), log=lines.append)
+    assert [row["fev"] for row in again] == [row["fev"] for row in rows]
+    assert sum("read" in line for line in lines) == 4
+
+
+def test_mouse_v1_split_halves_have_disjoint_neurons_and_training_trials(tmp_path):
+    from keras_sysid.experiments import multisession as proof
+
+    data = ks.data.load_static(write_tree(str(tmp_path), n_neurons=6))
+    halves = proof.split_recording(data, seed=0)
+    a, b = halves["half_a"], halves["half_b"]
+    assert a.n_neurons + b.n_neurons == 6
+    assert not set(a.neurons["unit_ids"].tolist()) & set(b.neurons["unit_ids"].tolist())
+    train_a, train_b = (set(h.trials["trial_idx"][h.indices("train")].tolist()) for h in (a, b))
+    assert not train_a & train_b and len(train_a | train_b) == len(data.indices("train"))
+    for half in (a, b):  # validation and test tiers kept whole
+        assert len(half.indices("test")) == len(data.indices("test"))
+        assert len(half.indices("validation")) == len(data.indices("validation"))
+    rows = proof.run_multisession_mouse_v1(data, str(tmp_path / "run"), settings=proof.FitSettings(max_epochs=1),
+                                           verbose=0, log=lambda line: None)
+    assert [(row["model"], row["session"]) for row in rows] == [
+        ("separate", "half_a"), ("separate", "half_b"), ("joint", "half_a"), ("joint", "half_b")]
+    assert all(np.isfinite(row["corr_single"]) for row in rows)
+    assert (tmp_path / "run" / "multisession_mouse_v1.csv").exists()

@@ -32,6 +32,14 @@ Examples:
 
   # Fig. 5e: readouts on the nonlinear ground truth with 4, 8 and 16 cell types.
   keras-sysid reproduce --experiment synthetic_types
+
+  # Many sessions, one core: 4 synthetic sessions of different neurons and images,
+  # fitted separately, with a shared core (both interleavings) and pooled (the ceiling).
+  keras-sysid reproduce --experiment multisession_synthetic
+
+  # The same on mouse V1: two halves of the neurons with disjoint halves of the
+  # training trials, fitted separately and jointly (--models: the variant, default gaussian).
+  keras-sysid reproduce --experiment multisession_mouse_v1 --data DATA.zip
 """
 
 import functools
@@ -42,7 +50,7 @@ from absl import app, flags
 
 from keras_sysid.cli import _backend
 from keras_sysid.data.static import StaticDataError
-from keras_sysid.experiments import comparison, insilico_checks, modulation, mouse_v1_sota
+from keras_sysid.experiments import comparison, insilico_checks, modulation, mouse_v1_sota, multisession
 from keras_sysid.experiments.presets import (
     RIVALS,
     SOTA_VARIANTS,
@@ -54,7 +62,8 @@ from keras_sysid.resume import BackupError
 
 _EXPERIMENT = flags.DEFINE_enum(
     "experiment", None,
-    ["mouse_v1", "mouse_v1_sota", "synthetic_types", "synthetic_modulation", "insilico_truth", "insilico_mouse_v1"],
+    ["mouse_v1", "mouse_v1_sota", "synthetic_types", "synthetic_modulation", "insilico_truth", "insilico_mouse_v1",
+     "multisession_synthetic", "multisession_mouse_v1"],
     "Which comparison.",
     required=True,
 )
@@ -113,6 +122,22 @@ def main(argv):
         print(json.dumps(insilico_checks.mouse_v1(model, _DATA.value, out), indent=2))
         print(f"\nwritten to {out}/")
         return
+    elif _EXPERIMENT.value == "multisession_synthetic":
+        config = multisession.MultiSessionSyntheticConfig(seed=_SEED.value)
+        if _MAX_EPOCHS.value:
+            config.max_epochs = _MAX_EPOCHS.value
+        run = functools.partial(multisession.run_multisession_synthetic, config, out=out, verbose=2)
+        columns = multisession.SYNTHETIC_COLUMNS
+    elif _EXPERIMENT.value == "multisession_mouse_v1":
+        if not _DATA.value:
+            raise app.UsageError("--experiment multisession_mouse_v1 needs --data (a static*-preproc0 zip or folder).")
+        settings = FitSettings(seed=_SEED.value)
+        if _MAX_EPOCHS.value:
+            settings.max_epochs = _MAX_EPOCHS.value
+        variant = (_MODELS.value or ["gaussian"])[0]
+        run = functools.partial(multisession.run_multisession_mouse_v1, _DATA.value, out, variant=variant,
+                                settings=settings)
+        columns = multisession.MOUSE_V1_COLUMNS
     elif _EXPERIMENT.value == "synthetic_modulation":
         settings = modulation.ModulationProofSettings(seed=_SEED.value)
         if _MAX_EPOCHS.value:
@@ -141,4 +166,5 @@ def main(argv):
     print(comparison.format_table(rows, columns))
     print(f"\nwritten to {out}/")
     print(json.dumps([{key: row[key] for key in columns if key in row} for row in rows]))
+
 

@@ -29,13 +29,14 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, multisession, readouts
+from keras_sysid import evaluation, multisession, positions, readouts
 from keras_sysid.data.pipeline import INTERLEAVE_MODES
-from keras_sysid.data.static import StaticData, select_neurons, select_trials
+from keras_sysid.data.static import StaticData, StaticDataError, load_static, select_neurons, select_trials
 from keras_sysid.data.synthetic import make_population
-from keras_sysid.experiments.comparison import keras_sysid_version
+from keras_sysid.experiments.comparison import keras_sysid_version, write_table
+from keras_sysid.experiments.mouse_v1_sota import CORTEX_KEY, build_variant, needs
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, SYNTHETIC_CORES, FitSettings, synthetic_readout
-from keras_sysid.models import build_model
+from keras_sysid.models import build_model, variable_stats
 from keras_sysid.resume import write_json_atomically
 from keras_sysid.training import fit_sessions, fit_with_schedule
 
@@ -118,8 +119,9 @@ def run_multisession_synthetic(config: MultiSessionSyntheticConfig, out: str | N
         ``shared_core_even`` and ``pooled``.
     """
     population, sessions = synthetic_sessions(config)
-    key = {"experiment": "multisession_synthetic", "config": dataclasses.asdict(config),
-           "backend": keras.backend.backend(), "keras_sysid": keras_sysid_version()}
+    # As stored (JSON: tuples become lists), so a stored row's key compares equal.
+    key = json.loads(json.dumps({"experiment": "multisession_synthetic", "config": dataclasses.asdict(config),
+                                 "backend": keras.backend.backend(), "keras_sysid": keras_sysid_version()}))
     train, validation = population.train, population.validation
     image_shape = population.image_shape
 
@@ -198,6 +200,8 @@ def run_multisession_synthetic(config: MultiSessionSyntheticConfig, out: str | N
     for row in rows:
         log(f"  {row['model']:>25}: validation correlation {row['val_correlation']:.3f}, FEV {row['fev']:.3f} (per session " +
             ", ".join(f"{value:.3f}" for value in row["fev_per_session"].values()) + ")")
+    if out:
+        write_table(rows, SYNTHETIC_COLUMNS, out, "multisession_synthetic")
     return rows
 
 
@@ -241,14 +245,21 @@ def split_recording(data: StaticData, seed: int = 0) -> dict[str, StaticData]:
     return halves
 
 
-def run_multisession_mouse_v1(data: StaticData, out: str, variant: str = "gaussian",
+MOUSE_V1_COLUMNS = ("model", "session", "corr_single", "corr_avg", "feve", "frac_oracle", "parameters", "epochs",
+                    "seconds")
+SYNTHETIC_COLUMNS = ("model", "val_correlation", "fev", "epochs", "seconds")
+
+
+def run_multisession_mouse_v1(data, out: str, variant: str = "gaussian",
                               settings: FitSettings | None = None, verbose: int = 2, log=print) -> list[dict]:
     """Fits the two halves of :func:`split_recording` separately and jointly, and scores each half's test trials.
 
     Args:
-        data: The recording (mouse V1 scan 20457-5-9).
+        data: The recording (mouse V1 scan 20457-5-9): a
+            :class:`~keras_sysid.data.StaticData` or its path.
         out: Folder; each fit in ``out/<name>/`` (``results.json``,
-            ``model.keras``, a resumable ``backup``).
+            ``model.keras``, a resumable ``backup``), the table in
+            ``out/multisession_mouse_v1.{json,csv}``.
         variant: An image-only :data:`~keras_sysid.experiments.presets.SOTA_VARIANTS`
             model (its core, readout, learning rate).
         settings: Fit settings (epochs, patience, batch size, seed).
@@ -259,9 +270,9 @@ def run_multisession_mouse_v1(data: StaticData, out: str, variant: str = "gaussi
         Rows ``{"model", "session", "corr_single", "corr_avg", "feve", "frac_oracle", ...}``:
         ``separate`` and ``joint`` for each half.
     """
-    from keras_sysid.experiments.mouse_v1_sota import build_variant, needs
-
     settings = settings or FitSettings()
+    if not isinstance(data, StaticData):
+        data = load_static(data)
     if variant not in SOTA_VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; choose one of {sorted(SOTA_VARIANTS)}.")
     spec = SOTA_VARIANTS[variant]
@@ -270,8 +281,9 @@ def run_multisession_mouse_v1(data: StaticData, out: str, variant: str = "gaussi
         raise ValueError(f"Variant {variant!r} is not a plain image-only model; the split proof takes one such as "
                          "'gaussian' or 'lurz_core'.")
     halves = split_recording(data, seed=settings.seed)
-    key = {"experiment": "multisession_mouse_v1", "variant": variant, "spec": spec,
-           "settings": dataclasses.asdict(settings), "data": data.fingerprint(), "backend": keras.backend.backend()}
+    key = json.loads(json.dumps({"experiment": "multisession_mouse_v1", "variant": variant, "spec": spec,
+                                 "settings": dataclasses.asdict(settings), "data": data.fingerprint(),
+                                 "backend": keras.backend.backend()}))
     rows = []
     for name, half in halves.items():
         model, info = _fit_stored(os.path.join(out, f"separate_{name}"), {**key, "fit": f"separate_{name}"}, log,
@@ -286,6 +298,7 @@ def run_multisession_mouse_v1(data: StaticData, out: str, variant: str = "gaussi
     for row in rows:
         log(f"  {row['model']:>8} {row['session']}: corr_single {row['corr_single']:.3f}, corr_avg {row['corr_avg']:.3f}, "
             f"feve {row['feve']:.3f}")
+    write_table(rows, MOUSE_V1_COLUMNS, out, "multisession_mouse_v1")
     return rows
 
 
@@ -346,11 +359,6 @@ def build_for_recordings(spec: dict, datasets: dict, seed: int = 0, name: str = 
         StaticDataError: a recording lacks what the variant needs (behaviour,
             pupil centre, cortical coordinates), named.
     """
-    from keras_sysid import positions
-    from keras_sysid.data.static import StaticDataError
-    from keras_sysid.experiments.mouse_v1_sota import CORTEX_KEY, needs
-    from keras_sysid.models import variable_stats
-
     keras.utils.set_random_seed(seed)
     readout = dict(spec["readout"])
     if "seed" in inspect.signature(readouts.registry()[readout["type"]]).parameters:
