@@ -55,8 +55,16 @@ BACKEND = flags.DEFINE_enum(
 
 
 def check() -> str:
-    """The backend Keras runs on; exits with a clear message if Keras was imported before this module."""
+    """The backend Keras runs on; exits with a clear message if Keras was imported before this module.
+
+    Every command calls it first; it also quiets absl's INFO lines (TensorFlow
+    logs through absl while writing a SavedModel) unless ``--verbosity`` is given.
+    """
     import keras
+    from absl import flags, logging
+
+    if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
     if keras.backend.backend() != BACKEND.value:
         sys.exit(
@@ -103,6 +111,8 @@ def _import_tensorflow_quietly() -> None:
             for line in lines:
                 if line.strip() and not _STARTUP_NOISE.match(line) and not (no_driver and _CUDA_ERROR.match(line)):
                     print(line, file=sys.stderr)
+    # Python-side INFO lines (e.g. "Assets written to" on every SavedModel) say nothing the commands do not.
+    sys.modules["tensorflow"].get_logger().setLevel("WARNING")
 
 
 _import_tensorflow_quietly()
