@@ -121,7 +121,8 @@ def test_fit_a_recording_writes_the_run_resumes_it_and_evaluate_scores_it(tmp_pa
     args = ("fit", "--data", tree, "--readout", "gaussian", "--max_epochs", "2", "--out", str(out))
     first = _last_json(_keras_sysid(*args))
     assert first["epochs"] == 2 and first["n_neurons"] == 5 and first["spec"]["readout"]["type"] == "gaussian"
-    for name in ("model.keras", "saved_model/saved_model.pb", "results.json", "scores.npz", "backup"):
+    for name in ("model.keras", "saved_model/saved_model.pb", "results.json", "scores.npz", "backup",
+                 "test_scores.png", "rf_positions.png", "retinotopy.png"):
         assert (out / name).exists(), name
     with open(out / "results.json") as file:
         assert json.load(file)["corr_single"] == first["corr_single"]

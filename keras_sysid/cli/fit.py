@@ -7,7 +7,9 @@ tier's correlation and scored on its repeated test images. The run folder
 gets ``model.keras``, ``saved_model/`` (for TensorFlow Serving; TensorFlow
 backend only), ``scores.npz`` (per-neuron scores and RF positions),
 ``results.json`` (test scores, epochs, seconds, settings) and, with
-matplotlib and the neurons' cortical coordinates, ``retinotopy.png``. The
+matplotlib, ``test_scores.png`` (per-neuron scores, against the oracle),
+``rf_positions.png`` (the learned RF centres) and, with the neurons'
+cortical coordinates, ``retinotopy.png``. The
 last line printed is ``results.json`` as one JSON object.
 
 Without ``--data``, a population is simulated from the synthetic ground truth
@@ -280,7 +282,8 @@ def fit_recordings(datasets: dict, settings: FitSettings, out: str, spec: dict, 
         out: Run folder: gets ``model.keras``, ``saved_model/`` (TensorFlow
             backend; one signature per session for several recordings),
             ``scores.npz``, ``results.json`` (last: it marks the run
-            finished) and figures.
+            finished) and figures (``test_scores``, ``rf_positions``,
+            ``retinotopy``; per session for several recordings).
         spec: The model, :func:`~keras_sysid.experiments.presets.recording_spec`
             (its ``learning_rate``, if any, over ``settings``').
         backup_dir: Per-epoch backups that make the fit resumable (default ``out/backup``).
@@ -342,7 +345,7 @@ def fit_recordings(datasets: dict, settings: FitSettings, out: str, spec: dict, 
         summary = scores.summary()
         if rf_positions is not None and cortical is not None:
             summary["retinotopy"] = retinotopy(rf_positions, cortical)
-            figures.append((session, rf_positions, cortical))
+        figures.append((session, scores, rf_positions, cortical, data.image_shape))
         # One recording: its keys at the top level, as before; several: one entry per session.
         prefix = "" if len(scored) == 1 else f"{session}/"
         arrays.update({f"{prefix}{field}": getattr(scores, field) for field in ("corr_single", "corr_avg", "feve", "oracle")})
@@ -366,17 +369,25 @@ def fit_recordings(datasets: dict, settings: FitSettings, out: str, spec: dict, 
     else:
         print(f"no SavedModel under {keras.backend.backend()}: keras-sysid export --backend tensorflow "
               f"--model {os.path.join(out, 'model.keras')} writes one", flush=True)
-    for session, rf_positions, cortical in figures:
-        figure = "retinotopy.png" if len(scored) == 1 else f"retinotopy_{session}.png"
-        try:
-            from keras_sysid.experiments import plots
+    try:
+        from keras_sysid.experiments import plots
 
-            plots.plot_retinotopy(rf_positions, cortical, os.path.join(out, figure),
-                                  title=f"{session}: learned RF positions, coloured by cortical position")
-            written.append(figure)
-        except ImportError as error:
-            print(f"figures skipped: {error}", flush=True)
-            break
+        for session, scores, rf_positions, cortical, image_shape in figures:
+            suffix = "" if len(figures) == 1 else f"_{session}"
+            plots.plot_test_scores(scores.corr_single, scores.corr_avg, scores.oracle,
+                                   os.path.join(out, f"test_scores{suffix}.png"), title=f"{session}: test tier")
+            written.append(f"test_scores{suffix}.png")
+            if rf_positions is not None:
+                plots.plot_rf_centres(rf_positions, image_shape, os.path.join(out, f"rf_positions{suffix}.png"),
+                                      title=f"{session}: each neuron's learned RF centre",
+                                      label="RF centre (readout and core)")
+                written.append(f"rf_positions{suffix}.png")
+            if rf_positions is not None and cortical is not None:
+                plots.plot_retinotopy(rf_positions, cortical, os.path.join(out, f"retinotopy{suffix}.png"),
+                                      title=f"{session}: learned RF positions, coloured by cortical position")
+                written.append(f"retinotopy{suffix}.png")
+    except ImportError as error:
+        print(f"figures skipped: {error}", flush=True)
     write_json_atomically(results, os.path.join(out, "results.json"), indent=2)
     print(f"wrote {out}: {', '.join(written + ['results.json'])}", flush=True)
     return results

@@ -46,6 +46,38 @@ def plot_correlation_pairs(per_neuron: dict, reference: str, path: str, score: s
     plt.close(figure)
 
 
+def plot_test_scores(corr_single: np.ndarray, corr_avg: np.ndarray, oracle: np.ndarray, path: str,
+                     title: str = "") -> None:
+    """Per-neuron test scores: their distributions, and the repeat-averaged correlation against the oracle.
+
+    Args:
+        corr_single, corr_avg, oracle: ``(N,)`` single-trial and
+            repeat-averaged correlation and the oracle correlation
+            (:class:`~keras_sysid.evaluation.RepeatScores`).
+        path: Output image file.
+        title: Figure title.
+    """
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    bins = np.linspace(min(-0.2, float(np.min(corr_single))), 1.0, 41)
+    for values, label in ((corr_single, "single trial"), (corr_avg, "repeat-averaged")):
+        left.hist(values, bins=bins, alpha=0.6, label=f"{label} (mean {np.mean(values):.3f})")
+    left.set_xlabel("correlation with the responses")
+    left.set_ylabel("neurons")
+    left.legend(fontsize=7)
+    right.plot([-1, 1], [-1, 1], color="0.5", lw=0.8)
+    right.scatter(oracle, corr_avg, s=3, alpha=0.4, lw=0)
+    right.set_xlim(min(0.0, float(np.min(oracle))), 1.0)
+    right.set_ylim(min(0.0, float(np.min(corr_avg))), 1.0)
+    right.set_xlabel("oracle correlation (leave-one-repeat-out)")
+    right.set_ylabel("model, repeat-averaged")
+    right.set_aspect("equal")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def plot_retinotopy(rf_positions: np.ndarray, cortical_positions: np.ndarray, path: str, title: str = "") -> None:
     """Learned RF positions coloured by cortical position, one panel per cortical axis.
 
@@ -117,7 +149,8 @@ def plot_mei_grid(images: np.ndarray, labels, path: str, background: float = 0.0
 
 
 def plot_rf_centres(centres: np.ndarray, image_shape, path: str, reference: np.ndarray | None = None,
-                    reference_label: str = "readout position", title: str = "") -> None:
+                    reference_label: str = "readout position", title: str = "",
+                    label: str = "gradient RF centre") -> None:
     """Gradient-RF centres on the visual field (image pixels), optionally joined to a reference position each.
 
     Args:
@@ -127,6 +160,7 @@ def plot_rf_centres(centres: np.ndarray, image_shape, path: str, reference: np.n
         reference: ``(n, 2)`` other positions of the same neurons (e.g. the readout's).
         reference_label: Legend label of ``reference``.
         title: Figure title.
+        label: Legend label of ``centres``.
     """
     plt = _pyplot()
     height, width = image_shape[:2]
@@ -136,7 +170,7 @@ def plot_rf_centres(centres: np.ndarray, image_shape, path: str, reference: np.n
             for (r0, c0), (r1, c1) in zip(centres, reference):
                 axis.plot([c0, c1], [r0, r1], color="0.7", lw=0.5)
         axis.scatter(reference[:, 1], reference[:, 0], s=6, color="tab:orange", label=reference_label, lw=0)
-    axis.scatter(centres[:, 1], centres[:, 0], s=6, color="tab:blue", label="gradient RF centre", lw=0)
+    axis.scatter(centres[:, 1], centres[:, 0], s=6, color="tab:blue", label=label, lw=0)
     axis.set_xlim(-0.5, width - 0.5)
     axis.set_ylim(height - 0.5, -0.5)
     axis.set_aspect("equal")
