@@ -536,7 +536,7 @@ def _write_card(folder: str, facts: dict, text: str) -> None:
             file.write(f"{sha256(os.path.join(folder, name))}  {name}\n")
 
 
-def save(model: keras.Model, folder: str, card: dict | None = None, card_text: str | None = None) -> dict:
+def save(model: keras.Model, folder: str, card: dict | None = None, card_text=None) -> dict:
     """Writes ``model`` as a zoo entry (config, weights, metadata, card, checksums).
 
     ``metadata.json`` holds ``card`` as given plus a ``provenance`` key that
@@ -551,8 +551,9 @@ def save(model: keras.Model, folder: str, card: dict | None = None, card_text: s
         card: JSON-ready facts for ``metadata.json`` (name, description, data,
             citation, licence, input shape and units, training command,
             metrics...). Kept as given; ``name`` defaults to the folder's name.
-        card_text: The human-readable model card (Markdown); ``None`` writes
-            one from the facts (:func:`model_card`).
+        card_text: The human-readable model card (Markdown); or a function
+            of the facts as written (``card`` with its provenance) returning
+            it; ``None`` writes one from the facts (:func:`model_card`).
 
     Returns:
         The facts written to ``metadata.json``.
@@ -562,7 +563,7 @@ def save(model: keras.Model, folder: str, card: dict | None = None, card_text: s
             ``image_shape`` other than the model's.
     """
     facts = _card_with_provenance(model, card, folder)
-    text = model_card(facts) if card_text is None else card_text
+    text = model_card(facts) if card_text is None else card_text(facts) if callable(card_text) else card_text
     os.makedirs(folder, exist_ok=True)
     # No stale listing may vouch for a half-written entry.
     if os.path.exists(os.path.join(folder, CHECKSUM_FILE)):

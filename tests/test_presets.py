@@ -174,17 +174,23 @@ def test_a_resealed_config_naming_code_is_refused_in_safe_mode(entry):
 def test_presets_list_every_shipped_entry_with_its_facts():
     entries = zoo.presets()
     assert zoo.list_presets is zoo.presets
-    assert [entry["name"] for entry in entries] == zoo.list_models() and len(entries) == 6
+    assert [entry["name"] for entry in entries] == zoo.list_models() and len(entries) == 8
     for entry in entries:
         assert isinstance(entry["n_neurons"], int) and len(entry["image_shape"]) == 3, entry["name"]
         for key in ("description", "input", "output", "data", "licence", "metrics"):
             assert entry[key], (entry["name"], key)
-        assert entry["model_class"] == "keras_sysid>SystemIdentificationModel"
+        expected_class = "Ensemble" if entry["name"] == "mouse_v1_ensemble" else "SystemIdentificationModel"
+        assert entry["model_class"] == f"keras_sysid>{expected_class}"
         assert "keras_sysid_version" in entry
     by_name = {entry["name"]: entry for entry in entries}
     for name, size in (("mouse_v1_gaussian", (5335, [36, 64, 1])), ("synthetic_cnn_factorized", (1000, [48, 48, 1]))):
         assert (by_name[name]["n_neurons"], by_name[name]["image_shape"]) == size
     assert "fev" in by_name["synthetic_dog_factorized"]["metrics"]
+    # The best mouse V1 models (issue 13's targets, on the test tier): they take the animal's state.
+    best, behavior = by_name["mouse_v1_ensemble"]["metrics"], by_name["mouse_v1_behavior"]["metrics"]
+    assert best["corr_single"] >= 0.285 and best["corr_avg"] >= 0.53 and behavior["corr_single"] >= 0.270
+    for name in ("mouse_v1_ensemble", "mouse_v1_behavior"):
+        assert zoo.metadata(name)["input_names"] == ["images", "behavior", "pupil_center"]
 
 
 def test_a_preset_of_another_class_is_refused(entry, tmp_path, images):

@@ -40,7 +40,12 @@ _MOUSE_DATA = "static20457-5-9-preproc0 (mouse V1 L2/3, 5335 neurons, 36x64 grey
 
 
 # The model card of an entry, written from its facts (one writer, in keras_sysid.zoo).
-_card_text = zoo.model_card
+
+
+def _card_text(hidden=()):
+    """A card writer for :func:`keras_sysid.zoo.save`: the card of the facts as saved (with the provenance and
+    architecture that ``save`` adds), without the ``hidden`` keys (too long for a card: locations, choices)."""
+    return lambda facts: zoo.model_card({key: value for key, value in facts.items() if key not in hidden})
 
 MOUSE_V1_INTENDED_USE = [
     "Predicting the responses of this scan's 5335 neurons (mouse 20457, session 5, scan 9; V1 layer 2/3) to "
@@ -61,6 +66,12 @@ MOUSE_V1_LIMITATIONS = [
     "Only 4472 training trials: the fraction of oracle in the metrics says how much of the explainable "
     "variance the model leaves unexplained.",
 ]
+_STATE_LIMITATION = (
+    "It needs each trial's behaviour and pupil centre (data/behavior/, data/pupil_center/); for images without "
+    "a recorded animal (new stimuli, MEIs) give the train tier's mean state. Its single-trial correlation can "
+    "exceed the oracle, which is computed from image repeats only: the state explains trial-to-trial variance "
+    "that repeats average out, so its fraction of oracle is not comparable with image-only models'."
+)
 _IMAGE_ONLY_LIMITATION = (
     "It sees images only: trial-to-trial changes with the animal's state (running, pupil size, eye position) "
     "are not modelled."
@@ -94,6 +105,7 @@ def fit_facts(epochs, settings: FitSettings, max_epochs: int | None = None, seco
     }
     if seconds is not None:
         facts["minutes"] = round(float(seconds) / 60.0, 1)
+        facts["minutes_measured"] = "wall clock of the fit(s), resumed runs summed, pauses and other jobs included"
     return facts
 
 
@@ -147,7 +159,7 @@ def mouse_v1(
     facts = {**_mouse_v1_facts(f"mouse_v1_{rival}", description, _INPUT_UNITS["images"], data, trained_with, scores,
                                model, training),
              **pruning}
-    return model, facts, _card_text(facts)
+    return model, facts, _card_text()
 
 
 def _mouse_v1_facts(name: str, description: str, inputs: str, data, trained_with: str, scores: dict,
@@ -170,7 +182,7 @@ def _mouse_v1_facts(name: str, description: str, inputs: str, data, trained_with
         "trained_with": trained_with,
         "training": training,
         "intended_use": MOUSE_V1_INTENDED_USE,
-        "limitations": MOUSE_V1_LIMITATIONS + ([_IMAGE_ONLY_LIMITATION] if image_only else []),
+        "limitations": MOUSE_V1_LIMITATIONS + [_IMAGE_ONLY_LIMITATION if image_only else _STATE_LIMITATION],
         "evaluated_with": f"python tools/evaluate.py --model {name} --data {data.name}.zip",
         "metrics": scores,
     }
@@ -205,7 +217,7 @@ def synthetic_groundtruth(ground_truth: str):
         "limitations": ["Noise-free rates: the simulation's response noise is not part of the model."],
         "metrics": {"max_abs_error_vs_numpy_truth": error},
     }
-    return model, facts, _card_text({k: v for k, v in facts.items() if k not in ("locations", "types")})
+    return model, facts, _card_text(hidden=("locations", "types"))
 
 
 def synthetic_factorized(ground_truth: str):
@@ -233,7 +245,7 @@ def synthetic_factorized(ground_truth: str):
         "config": dataclasses.asdict(config),
         "metrics": {key: results[key] for key in ("fev", "fev_median", "rf_error_px", "frac_rf_within_1px", "corr_test")},
     }
-    return model, facts, _card_text(facts)
+    return model, facts, _card_text()
 
 
 def synthetic_fit_facts(config, epochs) -> dict:
@@ -318,7 +330,7 @@ def mouse_v1_sota(entry: str, data_path: str, run_folder: str):
         "input_names": list(model.input_names),
         "chosen_on_validation": choices,
     }
-    return model, facts, _card_text({k: v for k, v in facts.items() if k != "chosen_on_validation"})
+    return model, facts, _card_text(hidden=("chosen_on_validation",))
 
 
 # Epochs trained and the epoch limit of the fits behind the mouse V1 entries
