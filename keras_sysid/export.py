@@ -9,7 +9,7 @@ not keras_sysid.
 
 A :class:`~keras_sysid.multisession.MultiSessionModel` gets one signature per
 session instead, ``serving_<session name>``, each taking that session's inputs
-and giving its ``responses``.
+and giving its ``responses``; ``serving_default`` is then the first session's.
 """
 
 from __future__ import annotations

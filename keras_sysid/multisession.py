@@ -137,7 +137,7 @@ class MultiSessionModel(keras.Model):
         return self
 
     def add_session(self, name: str, n_neurons: int, image_shape=None, readout=None, like: str | None = None,
-                    mean_responses=None) -> SystemIdentificationModel:
+                    mean_responses=None, **settings) -> SystemIdentificationModel:
         """Adds a session for new neurons, on the shared core; returns its model.
 
         The new readout is, unless given, of the same kind and settings as
@@ -155,15 +155,32 @@ class MultiSessionModel(keras.Model):
             like: The session whose readout settings and image shape to copy.
             mean_responses: ``(n_neurons,)`` mean responses, for the readout's
                 starting bias (or call ``adapt`` on the session model).
+            **settings: Other :func:`~keras_sysid.models.build_model`
+                arguments of the new session: ``behavior_channels``,
+                ``shifter``, ``modulator`` and their statistics (none by default).
+
+        Raises:
+            ValueError: a bad or taken name, or a session whose core input has
+                other channels than the shared core's (image plus behaviour channels).
+
+        Example:
+            >>> session = model.add_session("scan3", n_neurons=800)
+            >>> session.adapt(images, responses)   # its own image statistics and response scale
+            >>> fit_sessions(model, {"scan3": (images, responses)}, {"scan3": validation}, freeze_core=True)
         """
         check_session_name(name)
         if name in self.sessions:
             raise ValueError(f"Session {name!r} exists already; sessions: {list(self.sessions)}.")
         template = self.sessions[like if like is not None else self.session_names[0]]
+        image_shape = tuple(image_shape if image_shape is not None else template.image_shape)
+        _check_core_channels({template.name: _core_channels(template.image_shape, template.behavior_channels,
+                                                            template.behavior_stats),
+                              name: _core_channels(image_shape, settings.get("behavior_channels"),
+                                                   settings.get("behavior_stats"))})
         session = build_model(
-            n_neurons, image_shape if image_shape is not None else template.image_shape, core=self.core,
+            n_neurons, image_shape, core=self.core,
             readout=readout if readout is not None else keras_config_without_state(template.readout),
-            nonlinearity=template.nonlinearity, mean_responses=mean_responses, name=name,
+            nonlinearity=template.nonlinearity, mean_responses=mean_responses, name=name, **settings,
         )
         self.sessions[name] = session
         # Compiled steps know only the old sessions.
@@ -230,16 +247,26 @@ def build_multisession_model(sessions: dict, core=None, readout=None, nonlineari
         if missing or "core" in settings:
             raise ValueError(f"Session {session_name!r}: settings need n_neurons and image_shape and no core "
                              f"(it is shared); got {sorted(settings)}.")
-        image_shape = tuple(settings["image_shape"])
-        n_behavior = len(settings.get("behavior_stats", {}).get("mean", [])) if settings.get("behavior_channels") else 0
-        channels[session_name] = (image_shape[2] if len(image_shape) == 3 else 1) + n_behavior
-        if len(set(channels.values())) > 1:
-            raise ValueError(f"The shared core needs the same input channels in every session; got {channels} "
-                             "(image channels plus behaviour channels).")
+        channels[session_name] = _core_channels(settings["image_shape"], settings.get("behavior_channels"),
+                                                settings.get("behavior_stats"))
+        _check_core_channels(channels)
         settings.setdefault("readout", readout)
         settings.setdefault("nonlinearity", nonlinearity)
         models[session_name] = build_model(core=shared_core, name=session_name, **settings)
     return MultiSessionModel(shared_core, models, name=name)
+
+
+def _core_channels(image_shape, behavior_channels, behavior_stats) -> int:
+    """Channels of a session's core input: the image's, plus one per behaviour variable fed as a channel."""
+    image_shape = tuple(image_shape)
+    n_behavior = len((behavior_stats or {}).get("mean", [])) if behavior_channels else 0
+    return (image_shape[2] if len(image_shape) == 3 else 1) + n_behavior
+
+
+def _check_core_channels(channels: dict) -> None:
+    if len(set(channels.values())) > 1:
+        raise ValueError(f"The shared core needs the same input channels in every session; got {channels} "
+                         "(image channels plus behaviour channels).")
 
 
 def evaluate_sessions(model: MultiSessionModel, datasets: dict, tier: str = "test", verbose: int = 0) -> dict:
@@ -267,7 +294,11 @@ def session_correlations(model: MultiSessionModel, data: dict, batch_size: int =
 
 
 def check_session_data(model: MultiSessionModel, data, what: str) -> dict:
-    """``{name: (inputs, responses)}`` as given, each checked against its session model before any work."""
+    """``{name: (inputs, responses)}``, each checked against its session model before any work.
+
+    Returns the pairs with the inputs as the session model takes them (a list
+    of arrays becomes its dict of inputs).
+    """
     model._check_known(data)
     checked = {}
     for name, pair in data.items():

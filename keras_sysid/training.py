@@ -326,7 +326,9 @@ def fit_sessions(
             model (and its saved file) until the next ``fit_sessions``.
         verbose: Keras verbosity (1: progress bar).
         callbacks: Extra Keras callbacks.
-        backup_dir, fingerprint: Resume after a kill, as :func:`fit_with_schedule`.
+        backup_dir, fingerprint: Resume after a kill, as :func:`fit_with_schedule`;
+            the backup is also keyed by the sessions (in order), which of them
+            train, ``interleave``, ``freeze_core`` and the optimisation settings.
         jit_compile: As :func:`fit_with_schedule`.
 
     Returns:
@@ -360,12 +362,18 @@ def fit_sessions(
     callbacks = [SessionValidation(validation_data), schedule, keras.callbacks.TerminateOnNaN(), *callbacks]
     initial_epoch = 0
     if backup_dir is not None:
-        backup = TrainingBackup(backup_dir, schedule, fingerprint)
+        # Weights are stored by session position, and the optimizer's state by the variables trained: a backup
+        # resumes only the same sessions, in the same order, trained the same way.
+        key = {"run": fingerprint, "sessions": list(model.sessions), "trained": list(train_data),
+               "interleave": interleave, "freeze_core": bool(freeze_core), "batch_size": int(batch_size),
+               "seed": int(seed), "learning_rate": float(learning_rate), "patience": int(patience),
+               "n_decays": int(n_decays)}
+        backup = TrainingBackup(backup_dir, schedule, key)
         if backup.finished():
             backup.restore(model)
             return _history_of(model, backup.history())
         initial_epoch = backup.completed_epochs()
-        callbacks.insert(2, backup)  # after the schedule, as fit_with_schedule orders them
+        callbacks.insert(2, backup)  # right after the schedule, whose state it saves
         if verbose and initial_epoch:
             print(f"Resuming from {backup_dir} after epoch {initial_epoch}.")
     history = model.fit(stream.dataset(first_epoch=initial_epoch), epochs=max_epochs, initial_epoch=initial_epoch,

@@ -52,6 +52,11 @@ def test_the_command_line_sits_above_the_library_and_starts_before_it():
             if name.endswith(".py") and not path.startswith(os.path.join(package, "cli", "")) and name != "__main__.py":
                 above = [module for module in _imported_modules(path) if module.startswith(command_line)]
                 assert not above, (path, above)
+                # The library does not import the project's experiments either (the layout's rule).
+                if not path.startswith(os.path.join(package, "experiments", "")):
+                    experiments = [module for module in _imported_modules(path)
+                                   if module.startswith("keras_sysid.experiments")]
+                    assert not experiments, (path, experiments)
     # main and _backend run before the package is imported (keras_sysid_launcher.load_early).
     for name in ("main.py", "_backend.py"):
         imported = _imported_modules(os.path.join(package, "cli", name), top_level_only=True)
@@ -62,8 +67,9 @@ def test_load_recording_reads_nwb_files_with_load_nwb(monkeypatch, tmp_path):
     from keras_sysid import data
     from keras_sysid.cli._recordings import load_recording
 
-    monkeypatch.setattr(data, "load_nwb", lambda path: ("nwb", path))
-    assert load_recording("session.NWB") == ("nwb", "session.NWB")
+    monkeypatch.setattr(data, "load_nwb", lambda path, **options: ("nwb", path, options))
+    assert load_recording("session.NWB") == ("nwb", "session.NWB", {})
+    assert load_recording("a.nwb", nwb_options={"window": (0.1, 0.3)}) == ("nwb", "a.nwb", {"window": (0.1, 0.3)})
     assert load_recording(write_tree(str(tmp_path))).n_neurons == 5
 
 
@@ -153,6 +159,9 @@ def test_fit_two_recordings_shares_one_core_and_evaluate_scores_each_session(tmp
     assert scores["corr_single"] == pytest.approx(sessions["static2_1_1_preproc0"]["corr_single"], abs=1e-5)
     wrong = _keras_sysid("evaluate", "--model", str(out / "model.keras"), "--data", second, "--session", "nope")
     assert wrong.returncode != 0 and "has no session 'nope'" in wrong.stderr
+    exported = _keras_sysid("export", "--model", str(out / "model.keras"), "--out", str(tmp_path / "served"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert "serving_static2_1_1_preproc0 images [20, 24, 1] -> responses [4]" in exported.stdout
 
 
 def test_fit_names_what_a_recording_does_not_take(tmp_path):

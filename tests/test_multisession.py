@@ -115,12 +115,27 @@ def test_fit_sessions_learns_every_session_and_resumes_to_the_same_weights(tmp_p
                      backup_dir=str(folder), fingerprint={"run": 1}, patience=50, callbacks=callbacks)
         return fitted
 
+    class Epochs(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.run = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.run.append(epoch)
+
     whole = fit(tmp_path / "whole")
     with pytest.raises(Crash):
         fit(tmp_path / "parts", [CrashAfterEpoch2()])  # killed after its backup of epoch 2
-    resumed = fit(tmp_path / "parts")  # goes on from epoch 2
+    epochs = Epochs()
+    resumed = fit(tmp_path / "parts", [epochs])  # goes on from epoch 2
+    assert epochs.run == [2, 3]
     for left, right in zip(whole.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(left, right, rtol=1e-5, atol=1e-6)
+    # The same sessions in another order (their weights are stored by position) do not resume that backup.
+    swapped = _model({"b": 4, "a": 6}).adapt(train)
+    with pytest.raises(ks.resume.BackupError, match="different run"):
+        fit_sessions(swapped, {"b": train["b"], "a": train["a"]}, {"b": validation["b"], "a": validation["a"]},
+                     max_epochs=4, verbose=0, backup_dir=str(tmp_path / "parts"), fingerprint={"run": 1})
 
 
 def test_round_trips_through_keras_and_per_session_saved_model(tmp_path):
@@ -138,6 +153,8 @@ def test_round_trips_through_keras_and_per_session_saved_model(tmp_path):
     ks.export.export_saved_model(model, str(tmp_path / "served"))
     served = tf.saved_model.load(str(tmp_path / "served"))
     assert {"serving_a", "serving_b"} <= set(served.signatures)
+    first = served.signatures["serving_default"](images=tf.constant(_session(5, 6, 8)[0]))["responses"]
+    assert first.shape == (5, 6)  # the default signature is the first session's
     np.testing.assert_allclose(served.signatures["serving_b"](images=tf.constant(images))["responses"].numpy(),
                                expected, rtol=1e-5)
 
@@ -164,6 +181,11 @@ def test_a_new_session_learns_on_the_frozen_core_or_fine_tunes_it():
     assert any(not np.array_equal(a, b) for a, b in zip(core_before, model.core.get_weights()))
     with pytest.raises(ValueError, match="exists already"):
         model.add_session("c", n_neurons=2)
+    with pytest.raises(ValueError, match="same input channels"):
+        model.add_session("rgb", n_neurons=2, image_shape=(*_SHAPE, 3))
+    with pytest.raises(ValueError, match="same input channels"):
+        model.add_session("state", n_neurons=2, behavior_channels=True,
+                          behavior_stats={"mean": [0.0, 0.0], "std": [1.0, 1.0]})
 
 
 def test_evaluate_sessions_scores_each_on_its_own_data(tmp_path):

@@ -21,22 +21,30 @@ def nwb_options() -> dict:
     """The ``--nwb_*`` flags as :func:`~keras_sysid.data.load_nwb` arguments (only those given)."""
     options = {"responses": _NWB_RESPONSES.value, "stimulus": _NWB_STIMULUS.value,
                "behavior": _NWB_BEHAVIOR.value, "pupil_center": _NWB_PUPIL_CENTER.value}
-    for name, flag, kind in (("window", _NWB_WINDOW, float), ("image_size", _NWB_IMAGE_SIZE, int)):
+    for name, flag, kind, example in (("window", _NWB_WINDOW, float, "0.1,0.35"),
+                                      ("image_size", _NWB_IMAGE_SIZE, int, "36,64")):
         if flag.value is not None:
-            if len(flag.value) != 2:
-                raise app.UsageError(f"--{flag.name} takes two numbers, e.g. 0.1,0.35; got {flag.value}.")
-            options[name] = tuple(kind(value) for value in flag.value)
+            try:
+                first, second = (kind(value) for value in flag.value)
+            except ValueError:
+                raise app.UsageError(f"--{flag.name} takes two numbers, e.g. {example}; got {flag.value}.") from None
+            if not first < second if name == "window" else min(first, second) < 1:
+                raise app.UsageError(f"--{flag.name} {','.join(flag.value)}: "
+                                     + ("the start must come before the stop." if name == "window"
+                                        else "both sizes must be at least 1."))
+            options[name] = (first, second)
     return {name: value for name, value in options.items() if value is not None}
 
 
-def load_recording(path: str, tiers=None) -> StaticData:
+def load_recording(path: str, tiers=None, nwb_options: dict | None = None) -> StaticData:
     """A recording as :class:`~keras_sysid.data.StaticData`.
 
     Args:
-        path: An ``.nwb`` file (:func:`~keras_sysid.data.load_nwb`, with the
-            ``--nwb_*`` flags), or a ``static*-preproc0`` zip or folder
-            (:func:`~keras_sysid.data.load_static`).
+        path: An ``.nwb`` file (:func:`~keras_sysid.data.load_nwb`), or a
+            ``static*-preproc0`` zip or folder (:func:`~keras_sysid.data.load_static`).
         tiers: ``static*-preproc0`` only: read only these tiers' trials (default: all).
+        nwb_options: ``load_nwb`` arguments for an NWB file (the commands pass
+            :func:`nwb_options`, their ``--nwb_*`` flags).
 
     Raises:
         StaticDataError: the recording is unreadable or incomplete.
@@ -45,5 +53,5 @@ def load_recording(path: str, tiers=None) -> StaticData:
         # Imported here: only NWB files need it (and its optional reader, pynwb).
         from keras_sysid.data import load_nwb
 
-        return load_nwb(path, **nwb_options())
+        return load_nwb(path, **(nwb_options or {}))
     return load_static(path, tiers=tiers)

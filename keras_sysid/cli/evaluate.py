@@ -50,7 +50,7 @@ from absl import flags
 
 from keras_sysid import evaluation, metrics, models, zoo
 from keras_sysid.cli import _backend
-from keras_sysid.cli._recordings import load_recording
+from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data.static import KNOWN_TIERS, StaticDataError
 from keras_sysid.multisession import MultiSessionModel, session_name_for
 
@@ -148,7 +148,7 @@ def main(argv):
     try:
         started = time.perf_counter()
         print(f"reading {_DATA.value} ...", flush=True)
-        data = load_recording(_DATA.value, tiers=[_TIER.value])
+        data = load_recording(_DATA.value, tiers=[_TIER.value], nwb_options=nwb_options())
         print(f"  {data.name}: {len(data.indices(_TIER.value))} {_TIER.value} trials, {data.n_neurons} neurons "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
         # A pruned factorized mask is read sparsely: the same predictions, faster (models.for_inference).

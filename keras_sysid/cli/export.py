@@ -4,7 +4,10 @@ The SavedModel's ``serving_default`` signature maps ``images`` float32
 [None, H, W, 1] to ``responses`` float32 [None, N], both in the data's units.
 A model that takes the animal's state (or an ensemble with such a member) also
 takes ``behavior`` float32 [None, n_behavior] and/or ``pupil_center`` float32
-[None, n_pupil], in the data's units. The tool prints the inputs it wrote.
+[None, n_pupil], in the data's units. A multi-session model (``keras-sysid fit``
+with several ``--data``) gets one signature per session, ``serving_<session>``
+(``serving_default`` is then the first session's). The tool prints the
+inputs it wrote.
 
 Examples:
 
@@ -51,6 +54,10 @@ def main(argv):
     if os.path.exists(out):
         shutil.rmtree(out)
     os.replace(staging, out)
-    inputs = ", ".join(f"{name} {list(shape)}" for name, shape in export.input_shapes(model).items())
-    print(f"wrote {out}: serving_default {inputs} -> responses [{model.n_neurons}]")
+    sessions = getattr(model, "sessions", None)  # a MultiSessionModel: one signature per session
+    signatures = {f"serving_{name}": session for name, session in sessions.items()} if sessions else {
+        "serving_default": model}
+    for signature, served in signatures.items():
+        inputs = ", ".join(f"{name} {list(shape)}" for name, shape in export.input_shapes(served).items())
+        print(f"wrote {out}: {signature} {inputs} -> responses [{served.n_neurons}]")
 

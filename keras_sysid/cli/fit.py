@@ -73,7 +73,7 @@ from absl import app, flags
 import keras_sysid
 from keras_sysid import devices, distribute, evaluation, export, readouts
 from keras_sysid.cli import _backend
-from keras_sysid.cli._recordings import load_recording
+from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data.static import StaticDataError
 from keras_sysid.experiments import mouse_v1_sota
 from keras_sysid.experiments import multisession as multisession_experiments
@@ -247,7 +247,7 @@ def _fit_data(backend: str) -> None:
     for path in _DATA.value:
         started = time.perf_counter()
         print(f"reading {path} ...", flush=True)
-        data = load_recording(path)
+        data = load_recording(path, nwb_options=nwb_options())
         print(f"  {data.name}: {data.n_trials} trials, {data.n_neurons} neurons, images {data.image_shape} "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
         if data.name in datasets:

@@ -146,9 +146,17 @@ class SessionStream:
       ``batch_size * K * n_k / sum(n)`` trials and its loss weighs ``K * n_k /
       sum(n)`` (:attr:`loss_weights`), so every trial counts alike, as if the
       sessions were pooled; an epoch is about one pass over every session.
+      The penalties of a session's own readout are not weighted, so against
+      its data they weigh ``1 / (K * n_k / sum(n))`` times what they weigh in
+      a fit of that session alone: more for small sessions, less for large.
     - ``"even"``: every session's batches hold ``batch_size`` trials and its
-      loss weighs 1, so every session counts alike; an epoch is one pass over
-      the largest session, smaller ones cycling.
+      loss weighs 1, so every session counts alike, and each readout's
+      penalty weighs against its data as in a fit of its session alone; an
+      epoch is one pass over the largest session, smaller ones cycling.
+
+    Batches are gathered in Python (``tf.data.Dataset.from_generator``), fine
+    for the in-memory recordings of this field; unlike
+    :class:`EpochStream` it is not made for ``tf.distribute``.
 
     Each session's order is a seeded permutation per pass, a pure function of
     ``(seed, session index, pass)``, so a fit can resume at any epoch and see

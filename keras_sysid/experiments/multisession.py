@@ -13,9 +13,10 @@ the neurons keeps one half of the train tier, and the whole validation and
 test tiers); the two separate models against the joint one, each scored on its
 half's test trials.
 
-Every fit is stopped early on its validation data; each is stored under
-``out/<name>/`` keyed by everything that determines it and resumes from
-``out/<name>/backup`` when interrupted.
+Every fit is stopped early on its validation data and stored in ``out``
+keyed by everything that determines it, so a finished fit is read back, not
+refitted. The mouse V1 fits also resume from ``out/<name>/backup`` when
+interrupted; the synthetic ones (minutes each) start again.
 """
 
 from __future__ import annotations
