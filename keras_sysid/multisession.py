@@ -173,7 +173,7 @@ class MultiSessionModel(keras.Model):
             raise ValueError(f"Session {name!r} exists already; sessions: {list(self.sessions)}.")
         template = self.sessions[like if like is not None else self.session_names[0]]
         image_shape = tuple(image_shape if image_shape is not None else template.image_shape)
-        _check_core_channels({template.name: _core_channels(template.image_shape, template.behavior_channels,
+        check_core_channels({template.name: _core_channels(template.image_shape, template.behavior_channels,
                                                             template.behavior_stats),
                               name: _core_channels(image_shape, settings.get("behavior_channels"),
                                                    settings.get("behavior_stats"))})
@@ -249,7 +249,7 @@ def build_multisession_model(sessions: dict, core=None, readout=None, nonlineari
                              f"(it is shared); got {sorted(settings)}.")
         channels[session_name] = _core_channels(settings["image_shape"], settings.get("behavior_channels"),
                                                 settings.get("behavior_stats"))
-        _check_core_channels(channels)
+        check_core_channels(channels)
         settings.setdefault("readout", readout)
         settings.setdefault("nonlinearity", nonlinearity)
         models[session_name] = build_model(core=shared_core, name=session_name, **settings)
@@ -263,7 +263,8 @@ def _core_channels(image_shape, behavior_channels, behavior_stats) -> int:
     return (image_shape[2] if len(image_shape) == 3 else 1) + n_behavior
 
 
-def _check_core_channels(channels: dict) -> None:
+def check_core_channels(channels: dict) -> None:
+    """A ``ValueError`` unless every session's core input (``{name: channels}``) has the same channel count."""
     if len(set(channels.values())) > 1:
         raise ValueError(f"The shared core needs the same input channels in every session; got {channels} "
                          "(image channels plus behaviour channels).")
@@ -315,6 +316,7 @@ def check_session_data(model: MultiSessionModel, data, what: str) -> dict:
 __all__ = [
     "MultiSessionModel",
     "build_multisession_model",
+    "check_core_channels",
     "check_session_data",
     "check_session_name",
     "evaluate_sessions",

@@ -22,7 +22,6 @@ interrupted; the synthetic ones (minutes each) start again.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import time
@@ -30,14 +29,14 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, multisession, positions, readouts
+from keras_sysid import evaluation, multisession
 from keras_sysid.data.pipeline import INTERLEAVE_MODES
-from keras_sysid.data.static import StaticData, StaticDataError, load_static, select_neurons, select_trials
+from keras_sysid.data.static import StaticData, load_static, select_neurons, select_trials
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments.comparison import keras_sysid_version, write_table
-from keras_sysid.experiments.mouse_v1_sota import CORTEX_KEY, build_variant, needs
+from keras_sysid.experiments.mouse_v1_sota import build_variant, needs
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, SYNTHETIC_CORES, FitSettings, synthetic_readout
-from keras_sysid.models import build_model, variable_stats
+from keras_sysid.models import build_model
 from keras_sysid.resume import write_json_atomically
 from keras_sysid.training import fit_sessions, fit_with_schedule
 
@@ -341,12 +340,10 @@ def _fit_joint(spec, halves, settings, backup_dir, key, verbose):
 def build_for_recordings(spec: dict, datasets: dict, seed: int = 0, name: str = "multisession_model"):
     """A :class:`~keras_sysid.multisession.MultiSessionModel` of a variant, one session per recording.
 
-    Each session is set up from its own train tier as
-    :func:`~keras_sysid.experiments.mouse_v1_sota.build_variant` sets up a
-    single model: image statistics, response scale and starting bias
-    (``adapt``), behaviour and pupil statistics for the parts that take them,
-    cortical coordinates for a cortex readout, envelope placement where the
-    variant asks for it.
+    Each session is the model :func:`~keras_sysid.experiments.mouse_v1_sota.build_variant`
+    builds for its recording (state statistics, cortical coordinates, envelope
+    placement as the variant asks), on one shared core, then ``adapt`` ed to its
+    train tier (image statistics, response scale, starting bias).
 
     Args:
         spec: A variant (:data:`~keras_sysid.experiments.presets.SOTA_VARIANTS`
@@ -359,35 +356,21 @@ def build_for_recordings(spec: dict, datasets: dict, seed: int = 0, name: str = 
     Raises:
         StaticDataError: a recording lacks what the variant needs (behaviour,
             pupil centre, cortical coordinates), named.
+        ValueError: recordings whose images (plus behaviour channels) differ in channels.
     """
+    from keras_sysid import cores
+
+    inputs = {session: data.model_inputs("train", needs(spec)) for session, data in datasets.items()}
+    multisession.check_core_channels({
+        session: data.image_shape[2] + (inputs[session]["behavior"].shape[1] if spec.get("behavior_channels") else 0)
+        for session, data in datasets.items()})
     keras.utils.set_random_seed(seed)
-    readout = dict(spec["readout"])
-    if "seed" in inspect.signature(readouts.registry()[readout["type"]]).parameters:
-        readout["seed"] = seed  # as build_variant seeds a single model's readout
-    sessions, inputs = {}, {}
+    core = cores.get(spec["core"], name="core")
+    sessions = {session: build_variant({**spec, "core": core}, data, seed=seed, name=session)
+                for session, data in datasets.items()}
     for session, data in datasets.items():
-        inputs[session] = data.model_inputs("train", needs(spec))  # raises if the data lacks a variable
-        state = inputs[session] if isinstance(inputs[session], dict) else {}
-        if readout["type"] == "cortex_gaussian" and CORTEX_KEY not in data.neurons:
-            raise StaticDataError(f"{data.name}: has no meta/neurons/{CORTEX_KEY}.npy, which cortex-predicted "
-                                  "positions need.")
-        sessions[session] = {
-            "n_neurons": data.n_neurons, "image_shape": data.image_shape,
-            "behavior_channels": bool(spec.get("behavior_channels")), "shifter": spec.get("shifter"),
-            "modulator": spec.get("modulator"),
-            "behavior_stats": variable_stats(state["behavior"]) if "behavior" in state else None,
-            "pupil_stats": variable_stats(state["pupil_center"]) if "pupil_center" in state else None,
-        }
-    model = multisession.build_multisession_model(sessions, core=spec["core"], readout=readout, name=name)
-    for session, data in datasets.items():
-        session_model = model.sessions[session]
-        session_model.adapt(inputs[session], data.responses[data.indices("train")])
-        if readout["type"] == "cortex_gaussian":
-            session_model.readout.set_cortical_coordinates(data.neurons[CORTEX_KEY])
-        if spec.get("placement") == "envelope":
-            images = inputs[session]["images"] if isinstance(inputs[session], dict) else inputs[session]
-            session_model.place_neurons(positions.envelope_positions(images, data.responses[data.indices("train")]))
-    return model
+        sessions[session].adapt(inputs[session], data.responses[data.indices("train")])
+    return multisession.MultiSessionModel(core, sessions, name=name)
 
 
 def fit_jointly(spec: dict, datasets: dict, settings: FitSettings, backup_dir=None, key=None, verbose: int = 2,

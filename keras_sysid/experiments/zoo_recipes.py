@@ -20,7 +20,7 @@ from keras_sysid import evaluation, zoo
 from keras_sysid.data.static import load_static
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
-from keras_sysid.experiments.presets import RIVALS, FitSettings, zoo_synthetic_config
+from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, FitSettings, zoo_synthetic_config
 from keras_sysid.experiments.synthetic import run_synthetic
 from keras_sysid.simulators import groundtruth_model
 
@@ -309,10 +309,14 @@ def mouse_v1_sota(entry: str, data_path: str, run_folder: str):
         state = {name: value for name, value in choices["validation"].items() if name in _STATE_VARIANTS}
         chosen = max(state, key=state.get)
         model = zoo.load_any(os.path.join(run_folder, chosen, "model.keras"))
+        spec = SOTA_VARIANTS[chosen]
+        parts = [part for key, part in (("behavior_channels", "behaviour as core channels"),
+                                        ("shifter", "a shifter from the eye position"),
+                                        ("modulator", "a gain modulator from behaviour")) if spec.get(key)]
         description = (
             f"The '{chosen}' model of keras_sysid.experiments.mouse_v1_sota, the behaviour-aware variant best on "
-            "the validation tier (Lurz et al.'s core, cortex-predicted Gaussian readout positions, and the "
-            "animal's behaviour and eye position as inputs): predicts the responses of 5335 mouse V1 neurons."
+            f"the validation tier (Lurz et al.'s core, cortex-predicted Gaussian readout positions, "
+            f"{', '.join(parts)}): predicts the responses of 5335 mouse V1 neurons."
         )
         members = [chosen]
     scores = evaluation.evaluate_model(model, data, "test").summary()
@@ -324,6 +328,8 @@ def mouse_v1_sota(entry: str, data_path: str, run_folder: str):
                          seconds=sum(run.get("seconds", 0.0) for run in runs) or None)
     if len(members) > 1:
         training["members"] = f"{len(members)} fits, one per seed, each with this schedule; epochs_trained per member"
+        training["optimizer"] = training["optimizer"].replace(
+            f"seed {settings.seed}", f"seeds {settings.seed}..{settings.seed + len(members) - 1} (one per member)")
     facts = {
         **_mouse_v1_facts(entry, description, _inputs_fact(model.input_names), data, trained_with, scores,
                           model, training),
