@@ -198,10 +198,15 @@ def test_fit_and_evaluate_from_a_wheel_in_a_fresh_environment(tmp_path):
     env = {key: value for key, value in _ENV.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
     subprocess.run([python, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-deps", "--no-index",
                     str(wheel)], check=True, timeout=600, env=env)
-    where = _run([python, "-c", "import keras_sysid, keras_sysid_launcher as launcher; "
-                  "print(keras_sysid.__file__); print(launcher.__file__)"], cwd=str(tmp_path), env=env)
+    # The package, the launcher and the zoo (package data) all come from the wheel.
+    where = _run([python, "-c", "import numpy as np, keras_sysid, keras_sysid_launcher as launcher; "
+                  "print(keras_sysid.__file__); print(launcher.__file__); "
+                  "print(keras_sysid.zoo._resolve('synthetic_cnn_groundtruth')); "
+                  "model = keras_sysid.zoo.load('synthetic_cnn_groundtruth'); "
+                  "assert model.predict(np.zeros((2, 48, 48, 1), 'float32'), verbose=0).shape == (2, 1000)"],
+                 cwd=str(tmp_path), env=env)
     assert where.returncode == 0, where.stderr[-3000:]
-    assert all(line.startswith(fresh_site) for line in where.stdout.split()), where.stdout
+    assert all(line.startswith(fresh_site) for line in where.stdout.split()[-3:]), where.stdout
     tree, out = write_tree(str(tmp_path / "data")), tmp_path / "run"
     keras_sysid = [str(venv / "bin" / "keras-sysid")]
     fitted = _last_json(_run(keras_sysid, "fit", "--data", tree, "--readout", "gaussian", "--max_epochs", "1",
