@@ -196,8 +196,10 @@ def test_fit_and_evaluate_from_a_wheel_in_a_fresh_environment(tmp_path):
     with open(os.path.join(fresh_site, "dependencies.pth"), "w") as file:
         file.write("\n".join(paths) + "\n")
     env = {key: value for key, value in _ENV.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # --ignore-installed: pip sees this environment's keras_sysid (CI installs it non-editable) and would skip
+    # the wheel as already satisfied; this installs it into the fresh environment without touching that one.
     subprocess.run([python, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-deps", "--no-index",
-                    str(wheel)], check=True, timeout=600, env=env)
+                    "--ignore-installed", str(wheel)], check=True, timeout=600, env=env)
     # The package, the launcher and the zoo (package data) all come from the wheel.
     where = _run([python, "-c", "import numpy as np, keras_sysid, keras_sysid_launcher as launcher; "
                   "print(keras_sysid.__file__); print(launcher.__file__); "

@@ -81,9 +81,12 @@ def test_ablation_chooses_on_validation_then_scores_test_once(tmp_path):
     assert facts["metrics"]["corr_single"] == pytest.approx(rows[2]["corr_single"], abs=1e-6)
     zoo.save(ensemble, str(tmp_path / "entry"), facts, card)
     assert isinstance(zoo.load(str(tmp_path / "entry")), Ensemble)
+    with open(tmp_path / "entry" / "README.md") as file:  # the card of the facts as saved
+        written = file.read()
+    assert "## Architecture" in written and "## Provenance" in written and "chosen_on_validation" not in written
     behaviour, facts, card = zoo_recipes.mouse_v1_sota("mouse_v1_behavior", tree, out)
     assert behaviour.input_names == ("images", "behavior", "pupil_center") and "pupil_center" in facts["input"]
-    assert "It takes a dict with keys ['images', 'behavior', 'pupil_center']" in card
+    assert "It takes a dict with keys ['images', 'behavior', 'pupil_center']" in card(facts)
     # Other settings are refused before anything is fitted.
     with pytest.raises(StoredRunMismatch, match="settings.seed"):
         mouse_v1_sota.run_mouse_v1_sota(tree, out, variants=("lurz_core",), settings=FitSettings(max_epochs=1, batch_size=8, seed=3),
