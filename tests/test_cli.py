@@ -127,6 +127,7 @@ def test_fit_a_recording_writes_the_run_resumes_it_and_evaluate_scores_it(tmp_pa
     args = ("fit", "--data", tree, "--readout", "gaussian", "--max_epochs", "2", "--out", str(out))
     first = _last_json(_keras_sysid(*args))
     assert first["epochs"] == 2 and first["n_neurons"] == 5 and first["spec"]["readout"]["type"] == "gaussian"
+    assert "shifter" not in first["spec"]
     for name in ("model.keras", "saved_model/saved_model.pb", "results.json", "scores.npz", "backup",
                  "test_scores.png", "rf_positions.png", "retinotopy.png"):
         assert (out / name).exists(), name
@@ -166,17 +167,20 @@ def test_fit_two_recordings_shares_one_core_and_evaluate_scores_each_session(tmp
 
 def test_fit_names_what_a_recording_does_not_take(tmp_path):
     first = write_tree(str(tmp_path))
+    state_without_data = _keras_sysid("fit", "--state", "shifter")
+    assert state_without_data.returncode != 0 and "--state: for a recording" in state_without_data.stderr
     synthetic_flag = _keras_sysid("fit", "--data", first, "--n_neurons", "5")
     assert synthetic_flag.returncode != 0
     assert "--n_neurons: for the synthetic truth, not with --data" in synthetic_flag.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
-def test_backend_flag_runs_the_fit_under_jax(tmp_path):
+def test_backend_flag_runs_the_fit_under_jax_with_the_animals_state(tmp_path):
     out = tmp_path / "run"
     result = _keras_sysid("fit", "--backend", "jax", "--data", write_tree(str(tmp_path)), "--max_epochs", "1",
-                          "--out", str(out))
-    assert _last_json(result)["backend"] == "jax"
+                          "--state", "shifter", "--state", "modulator", "--out", str(out))
+    fitted = _last_json(result)
+    assert fitted["backend"] == "jax" and "shifter" in fitted["spec"] and "modulator" in fitted["spec"]
     assert "no SavedModel under jax" in result.stdout and (out / "model.keras").exists()
 
 

@@ -33,6 +33,10 @@ Examples:
   # Lurz et al.'s core, readout positions predicted from cortical coordinates.
   keras-sysid fit --data static20457-5-9-preproc0.zip --core lurz --readout cortex_gaussian
 
+  # The best mouse V1 recipe (the ablation's 'modulator' variant): behaviour and eye position as inputs.
+  keras-sysid fit --data static20457-5-9-preproc0.zip --core lurz --readout cortex_gaussian \
+      --state behavior_channels --state shifter --state modulator
+
   # An NWB recording (its responses averaged per presentation: keras_sysid.data.load_nwb).
   keras-sysid fit --data session.nwb --readout gaussian --max_epochs 20
 
@@ -137,6 +141,11 @@ _BACKUP_DIR = flags.DEFINE_string(
     "backup_dir", None, "Folder of per-epoch backups for resuming (default: OUT/backup)."
 )
 _LOGDIR = flags.DEFINE_string("logdir", None, "Also write TensorBoard logs into this folder.")
+_STATE = flags.DEFINE_multi_enum(
+    "state", [], ["behavior_channels", "shifter", "modulator"],
+    "--data: the animal's state as inputs (repeat the flag): behaviour as core channels, a shifter from the eye "
+    "position, a gain modulator from behaviour (the mouse V1 ablation's parts; the recording must have them).",
+)
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy (synthetic truth only)."
 )
@@ -173,6 +182,8 @@ def main(argv):
 
 def _fit_synthetic(backend: str) -> None:
     """The built-in synthetic ground truth (the paper's Fig. 4 by default)."""
+    if _STATE.value:
+        raise app.UsageError("--state: for a recording (--data); the synthetic truth has no behaviour.")
     if _CORE.value not in ("auto", *SYNTHETIC_CORES):
         raise app.UsageError(f"--core {_CORE.value} is for --data; the synthetic truth takes auto, "
                              f"{', '.join(SYNTHETIC_CORES)}.")
@@ -236,7 +247,7 @@ def _fit_data(backend: str) -> None:
         raise app.UsageError(
             f"--core {core} is for the synthetic truth; with --data: auto, {', '.join(RECORDING_CORES)}."
         )
-    spec = recording_spec(core, _READOUT.value)
+    spec = recording_spec(core, _READOUT.value, state=_STATE.value)
     if _LEARNING_RATE.value is not None:
         spec["learning_rate"] = _LEARNING_RATE.value  # the preset's rate otherwise
     settings = FitSettings(

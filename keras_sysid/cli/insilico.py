@@ -28,7 +28,8 @@ from absl import flags
 
 from keras_sysid import insilico, zoo
 from keras_sysid.cli import _backend
-from keras_sysid.data.static import StaticDataError, load_static
+from keras_sysid.cli._recordings import load_recording, nwb_options
+from keras_sysid.data.static import StaticDataError
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _NEURONS = flags.DEFINE_string("neurons", "0-15", "Output indices: ranges and comma lists, e.g. 0-99 or 3,7,10-12.")
@@ -81,7 +82,7 @@ def main(argv):
         images = None
         if _DATA.value:
             print(f"reading {_DATA.value} ...", flush=True)
-            images = load_static(_DATA.value).images
+            images = load_recording(_DATA.value, nwb_options=nwb_options()).images
         if images is None or _RF_IMAGES.value <= 0:
             rf_images = None if images is None else images[:0]  # receptive fields at the mean image only
         else:

@@ -189,13 +189,26 @@ SOTA_VARIANTS = {
 RECORDING_CORES = {"paper": MOUSE_CORE, "lurz": LURZ_CORE, "identity": {"type": "identity"}}
 
 
-def recording_spec(core: str, readout: str) -> dict:
+# The animal's-state parts a recording's model may add (keras-sysid fit --state), with the ablation's settings.
+STATE_PARTS = {
+    "behavior_channels": {"behavior_channels": True},
+    "shifter": {"shifter": SOTA_VARIANTS["shifter"]["shifter"]},
+    "modulator": {"modulator": SOTA_VARIANTS["modulator"]["modulator"]},
+}
+
+
+def recording_spec(core: str, readout: str, state=()) -> dict:
     """The model spec (as a :data:`SOTA_VARIANTS` entry) of core ``core`` and readout ``readout`` for a recording.
 
     A readout keeps its mouse V1 settings: a rival's (:data:`RIVALS`, with its
     placement and learning rate), ``cortex_gaussian`` the ablation's; any other
-    registered readout runs with its class defaults.
+    registered readout runs with its class defaults. ``state`` adds parts of
+    :data:`STATE_PARTS` (the behaviour as core channels, a shifter, a
+    modulator), as the mouse V1 ablation sets them.
     """
+    unknown = sorted(set(state) - set(STATE_PARTS))
+    if unknown:
+        raise ValueError(f"Unknown state parts {unknown}; choose from {sorted(STATE_PARTS)}.")
     if core not in RECORDING_CORES:
         raise ValueError(f"Unknown core {core!r} for a recording; choose one of {sorted(RECORDING_CORES)}.")
     if readout in RIVALS and RIVALS[readout]["readout"]["type"] == readout:
@@ -204,4 +217,7 @@ def recording_spec(core: str, readout: str) -> dict:
         preset = {"readout": _CORTEX_GAUSSIAN}
     else:
         preset = {"readout": {"type": readout}}
-    return {"core": RECORDING_CORES[core], **preset}
+    spec = {"core": RECORDING_CORES[core], **preset}
+    for part in state:
+        spec.update(STATE_PARTS[part])
+    return spec
