@@ -45,15 +45,9 @@ def export_saved_model(model: keras.Model, path: str) -> None:
 
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(f"SavedModel export needs the TensorFlow Keras backend; this one is {keras.backend.backend()!r}.")
-    from keras_sysid.multisession import MultiSessionModel
-
     archive = keras.export.ExportArchive()
     archive.track(model)
-    if isinstance(model, MultiSessionModel):
-        endpoints = {f"serving_{name}": session for name, session in model.sessions.items()}
-    else:
-        endpoints = {"serving_default": model}
-    for signature, served_model in endpoints.items():
+    for signature, served_model in signatures(model).items():
         shapes = input_shapes(served_model)
         archive.add_endpoint(
             name=signature,
@@ -61,6 +55,20 @@ def export_saved_model(model: keras.Model, path: str) -> None:
             input_signature=[tf.TensorSpec((None, *shapes[name]), tf.float32, name=name) for name in shapes],
         )
     archive.write_out(path, verbose=False)
+
+
+def signatures(model: keras.Model) -> dict[str, keras.Model]:
+    """``{signature name: the model it serves}`` as :func:`export_saved_model` writes them.
+
+    ``{"serving_default": model}``, or, for a
+    :class:`~keras_sysid.multisession.MultiSessionModel`, ``{"serving_<name>":
+    session model}`` for each session.
+    """
+    from keras_sysid.multisession import MultiSessionModel
+
+    if isinstance(model, MultiSessionModel):
+        return {f"serving_{name}": session for name, session in model.sessions.items()}
+    return {"serving_default": model}
 
 
 def _serving_function(model: keras.Model, names: list[str]):

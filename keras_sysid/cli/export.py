@@ -54,10 +54,7 @@ def main(argv):
     if os.path.exists(out):
         shutil.rmtree(out)
     os.replace(staging, out)
-    sessions = getattr(model, "sessions", None)  # a MultiSessionModel: one signature per session
-    signatures = {f"serving_{name}": session for name, session in sessions.items()} if sessions else {
-        "serving_default": model}
-    for signature, served in signatures.items():
+    for signature, served in export.signatures(model).items():
         inputs = ", ".join(f"{name} {list(shape)}" for name, shape in export.input_shapes(served).items())
         print(f"wrote {out}: {signature} {inputs} -> responses [{served.n_neurons}]")
 
