@@ -197,35 +197,47 @@ def fit_with_schedule(
         mode="max" if monitor.endswith("correlation") else "min",
     )
     callbacks = [schedule, keras.callbacks.TerminateOnNaN(), *callbacks]
-    initial_epoch = 0
-    if backup_dir is not None:
-        backup = TrainingBackup(backup_dir, schedule, fingerprint)
-        if backup.finished():
-            backup.restore(model)
-            return _history_of(model, backup.history())
-        initial_epoch = backup.completed_epochs()
-        callbacks.append(backup)
-        if verbose and initial_epoch:
-            print(f"Resuming from {backup_dir} after epoch {initial_epoch}.")
-    if isinstance(train_data, EpochStream):
-        steps_per_epoch = train_data.steps_per_epoch
-        train_data = train_data.dataset(first_epoch=initial_epoch)
-    else:
-        steps_per_epoch = None
-    history = model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=max_epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-        # Arrays are shuffled by fit; datasets shuffle themselves (make_dataset does).
-        shuffle=hasattr(train_data, "shape"),
-    )
-    if backup_dir is not None:
-        return _history_of(model, backup.logs())
-    return history
+
+    def run_fit(all_callbacks, initial_epoch):
+        if isinstance(train_data, EpochStream):
+            steps_per_epoch, data = train_data.steps_per_epoch, train_data.dataset(first_epoch=initial_epoch)
+        else:
+            steps_per_epoch, data = None, train_data
+        return model.fit(
+            data,
+            validation_data=validation_data,
+            epochs=max_epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=all_callbacks,
+            verbose=verbose,
+            # Arrays are shuffled by fit; datasets shuffle themselves (make_dataset does).
+            shuffle=hasattr(data, "shape"),
+        )
+
+    return _fit_resumably(model, run_fit, callbacks, len(callbacks), schedule, backup_dir, fingerprint, verbose)
+
+
+def _fit_resumably(model, run_fit, callbacks: list, backup_position: int, schedule, backup_dir, key,
+                   verbose) -> keras.callbacks.History:
+    """Calls ``run_fit(all_callbacks, initial_epoch)``, resuming from a backup in ``backup_dir`` when one is given.
+
+    The :class:`~keras_sysid.resume.TrainingBackup` (keyed by ``key``) goes in
+    at ``backup_position`` among the callbacks; a finished backup is restored
+    without training. With a backup the History covers the whole run, earlier
+    stretches included.
+    """
+    if backup_dir is None:
+        return run_fit(callbacks, 0)
+    backup = TrainingBackup(backup_dir, schedule, key)
+    if backup.finished():
+        backup.restore(model)
+        return _history_of(model, backup.history())
+    initial_epoch = backup.completed_epochs()
+    if verbose and initial_epoch:
+        print(f"Resuming from {backup_dir} after epoch {initial_epoch}.")
+    run_fit([*callbacks[:backup_position], backup, *callbacks[backup_position:]], initial_epoch)
+    return _history_of(model, backup.logs())
 
 
 def _checked_training_data(model, data, what: str, batch_size: int, seed: int):
@@ -360,27 +372,20 @@ def fit_sessions(
     schedule = EarlyStoppingWithDecay(monitor="val_correlation", mode="max", patience=patience, n_decays=n_decays,
                                       verbose=verbose)
     callbacks = [SessionValidation(validation_data), schedule, keras.callbacks.TerminateOnNaN(), *callbacks]
-    initial_epoch = 0
-    if backup_dir is not None:
-        # Weights are stored by session position, and the optimizer's state by the variables trained: a backup
-        # resumes only the same sessions, in the same order, trained the same way.
-        key = {"run": fingerprint, "sessions": list(model.sessions), "trained": list(train_data),
-               "interleave": interleave, "freeze_core": bool(freeze_core), "batch_size": int(batch_size),
-               "seed": int(seed), "learning_rate": float(learning_rate), "patience": int(patience),
-               "n_decays": int(n_decays)}
-        backup = TrainingBackup(backup_dir, schedule, key)
-        if backup.finished():
-            backup.restore(model)
-            return _history_of(model, backup.history())
-        initial_epoch = backup.completed_epochs()
-        callbacks.insert(2, backup)  # right after the schedule, whose state it saves
-        if verbose and initial_epoch:
-            print(f"Resuming from {backup_dir} after epoch {initial_epoch}.")
-    history = model.fit(stream.dataset(first_epoch=initial_epoch), epochs=max_epochs, initial_epoch=initial_epoch,
-                        steps_per_epoch=stream.steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
-    if backup_dir is not None:
-        return _history_of(model, backup.logs())
-    return history
+    # Weights are stored by session position, and the optimizer's state by the variables trained: a backup
+    # resumes only the same sessions, in the same order, trained the same way.
+    key = {"run": fingerprint, "sessions": list(model.sessions), "trained": list(train_data),
+           "interleave": interleave, "freeze_core": bool(freeze_core), "batch_size": int(batch_size),
+           "seed": int(seed), "learning_rate": float(learning_rate), "patience": int(patience),
+           "n_decays": int(n_decays)}
+
+    def run_fit(all_callbacks, initial_epoch):
+        return model.fit(stream.dataset(first_epoch=initial_epoch), epochs=max_epochs, initial_epoch=initial_epoch,
+                         steps_per_epoch=stream.steps_per_epoch, callbacks=all_callbacks, verbose=verbose,
+                         shuffle=False)
+
+    # The backup goes right after the schedule, whose state it saves, and before the caller's callbacks.
+    return _fit_resumably(model, run_fit, callbacks, 2, schedule, backup_dir, key, verbose)
 
 
 def _set_trainable_parts(model, trained: set, core: bool) -> None:
