@@ -112,17 +112,28 @@ def evaluate_model(model, data, tier: str = "test", batch_size: int = 256, verbo
         ValueError: before predicting, when the neuron counts differ or the
             tier has no repeated image.
     """
-    responses = data.responses[data.indices(tier)]
+    return score_repeats(*predict_tier(model, data, tier, batch_size, verbose))
+
+
+def predict_tier(model, data, tier: str = "test", batch_size: int = 256,
+                 verbose: int = 0) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """A tier's responses, ``model``'s predictions of them and the trials grouped by image.
+
+    Args and errors as :func:`evaluate_model`.
+
+    Returns:
+        ``(responses, predictions, groups)``: ``(trials, N)`` each, and one
+        array of positions into them per image (its repeats).
+    """
     n_model = getattr(model, "n_neurons", None)
     if n_model is not None and n_model != data.n_neurons:
         raise ValueError(f"The model predicts {n_model} neurons but the data {data.name!r} holds {data.n_neurons}.")
     selected = data.indices(tier)
-    position = {trial: row for row, trial in enumerate(selected)}
-    groups = [np.array([position[t] for t in group]) for group in data.repeat_groups(tier)]
+    groups = data.repeat_positions(tier)
     _check_repeated(groups, f"the {tier!r} tier of {data.name!r}")
     inputs = data.model_inputs(tier, getattr(model, "input_names", ("images",)))
     predictions = model.predict(inputs, batch_size=batch_size, verbose=verbose)
-    return score_repeats(responses, predictions, groups)
+    return data.responses[selected], predictions, groups
 
 
 

@@ -69,6 +69,13 @@ def test_ablation_chooses_on_validation_then_scores_test_once(tmp_path):
     ensemble = rows[2]
     assert ensemble["parameters"] == 2 * next(row["parameters"] for row in rows if row["model"] == best)
     assert -1.0 <= ensemble["val_correlation"] <= 1.0
+    # Only models that take the animal's state predict differences between repeats of one image.
+    trial_corr = {row["model"]: row["trial_corr"] for row in rows}
+    assert trial_corr["lurz_core"] == 0.0 and trial_corr["shifter"] != 0.0
+    with open(os.path.join(out, "trial_variability.json")) as file:
+        variability = json.load(file)
+    assert 0.0 < variability["trial_variance_fraction"] <= 1.0
+    assert {"linear_behavior", "linear_pupil", "linear_state"} <= set(variability)
     # A second run reads every fit back.
     again = []
     rerun = mouse_v1_sota.run_mouse_v1_sota(tree, out, variants=("lurz_core", "shifter"), settings=_SETTINGS,

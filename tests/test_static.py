@@ -47,6 +47,9 @@ def test_tier_selection_and_repeat_groups(tree):
     for group in groups:
         assert len(set(data.image_ids[group])) == 1
         np.testing.assert_array_equal(data.images[group[0]], data.images[group[1]])
+    test_images, _ = data.tier("test")
+    for group, positions in zip(groups, data.repeat_positions("test")):  # the same trials, as rows of the tier
+        np.testing.assert_array_equal(test_images[positions], data.images[group])
     only_test = load_static(tree, tiers=["test"])
     assert only_test.n_trials == 6 and set(only_test.tiers) == {"test"}
     with pytest.raises(ValueError, match="no 'train' trials"):

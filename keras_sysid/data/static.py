@@ -249,10 +249,14 @@ class StaticData:
     def repeat_groups(self, tier: str = "test") -> list[np.ndarray]:
         """Trial indices of ``tier`` grouped by image id, one array per image."""
         selected = self.indices(tier)
-        ids = self.image_ids[selected]
+        return [selected[group] for group in self.repeat_positions(tier)]
+
+    def repeat_positions(self, tier: str = "test") -> list[np.ndarray]:
+        """:meth:`repeat_groups` as positions into ``tier``'s trials (rows of ``tier(tier)``'s arrays)."""
+        ids = self.image_ids[self.indices(tier)]
         order = np.argsort(ids, kind="stable")
-        unique, starts = np.unique(ids[order], return_index=True)
-        return [selected[group] for group in np.split(order, starts[1:])]
+        _, starts = np.unique(ids[order], return_index=True)
+        return np.split(order, starts[1:])
 
     def dataset(
         self,

@@ -26,7 +26,7 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, metrics, positions, readouts, zoo
+from keras_sysid import evaluation, metrics, positions, readouts, trial_variability, zoo
 from keras_sysid.data.static import StaticDataError, load_static
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
@@ -42,7 +42,8 @@ from keras_sysid.models import build_model, variable_stats
 from keras_sysid.resume import TrainingBackup, write_json_atomically
 from keras_sysid.training import fit_with_schedule
 
-TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "parameters", "minutes", "val_correlation")
+TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "trial_corr", "parameters", "minutes",
+                 "val_correlation")
 CORTEX_KEY = "cell_motor_coordinates"  # meta/neurons/ key of cortical coordinates
 
 
@@ -269,13 +270,46 @@ def run_mouse_v1_sota(
         else:
             model = _load(out, name)
             parameters, seconds, val = model.count_params(), records[name]["seconds"], _val_correlation(records[name])
-        scores = evaluation.evaluate_model(model, data, "test").summary()
+        responses, predictions, groups = evaluation.predict_tier(model, data, "test")
+        scores = evaluation.score_repeats(responses, predictions, groups).summary()
+        trial_corr = float(np.mean(trial_variability.model_trial_correlation(responses, predictions, groups)))
         row = {"model": name if name != "ensemble" else f"ensemble of {len(members)} x {best}", **scores,
-               "parameters": int(parameters), "minutes": round(seconds / 60.0, 1), "val_correlation": val}
-        log(f"  test {row['model']}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle")))
+               "trial_corr": trial_corr, "parameters": int(parameters), "minutes": round(seconds / 60.0, 1),
+               "val_correlation": val}
+        log(f"  test {row['model']}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle", "trial_corr")))
         rows.append(row)
     write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1_sota")
+    state = state_variability(data, "test")
+    log("  test trial-to-trial variability: " + ", ".join(f"{k} {v:.3f}" for k, v in state.items()))
+    write_json_atomically(state, os.path.join(out, "trial_variability.json"), indent=2)
     return rows
+
+
+def state_variability(data, tier: str = "test") -> dict:
+    """What the animal's state could explain of a tier's trial-to-trial variability, without a model.
+
+    Returns:
+        Means over neurons: ``trial_variance_fraction`` (share of single-trial
+        variance between repeats of one image) and, where the data has them,
+        ``linear_behavior`` / ``linear_pupil`` / ``linear_state`` (the
+        cross-validated share of that variance a linear function of the
+        behaviour, the pupil centre, or both explains;
+        :func:`keras_sysid.trial_variability.linear_state_variance`).
+    """
+    selected = data.indices(tier)
+    groups = data.repeat_positions(tier)
+    responses = data.responses[selected]
+    result = {"trial_variance_fraction": float(np.mean(trial_variability.trial_variance_fraction(responses, groups)))}
+    variables = {name: getattr(data, name)[selected] for name in ("behavior", "pupil_center")
+                 if getattr(data, name) is not None}
+    candidates = {"linear_behavior": ["behavior"], "linear_pupil": ["pupil_center"],
+                  "linear_state": ["behavior", "pupil_center"]}
+    folds = min(5, sum(len(group) > 1 for group in groups))
+    for label, names in candidates.items():
+        if folds >= 2 and all(name in variables for name in names):
+            state = np.concatenate([variables[name] for name in names], axis=1)
+            result[label] = float(np.mean(trial_variability.linear_state_variance(responses, state, groups, folds)))
+    return result
 
 
 def _validation_correlation(model, data) -> float:
