@@ -7,10 +7,9 @@ predict part of each trial's deviation from that mean. This is why such a
 model's single-trial correlation can exceed the oracle correlation, which is
 computed from image repeats alone.
 
-Every function works on a tier's trials grouped by image (the ``groups`` of
-:meth:`keras_sysid.data.StaticData.repeat_groups`, as positions into the
-arrays given); images shown once carry no trial-to-trial variability and are
-left out.
+Every function works on a tier's trials grouped by image, as positions into
+the arrays given (:meth:`keras_sysid.data.StaticData.repeat_positions`);
+images shown once carry no trial-to-trial variability and are left out.
 """
 
 from __future__ import annotations
