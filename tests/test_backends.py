@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -54,13 +55,44 @@ def _env(backend):
     return dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
 
 
+_LAYER_TEST_RUNS = {}
+
+
+def start_layer_tests(backend):
+    """Starts the backend-neutral test modules under ``backend`` in a subprocess; returns ``(process, output file)``.
+
+    conftest.py calls this as soon as collection ends, so the run (minutes, mostly compiling) goes on beside
+    the rest of the suite; :func:`test_layer_and_model_tests_pass_under` waits for it, last.
+    """
+    if backend not in _LAYER_TEST_RUNS:
+        output = tempfile.TemporaryFile(mode="w+")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_BACKEND_NEUTRAL_TESTS],
+            cwd=_TESTS, stdout=output, stderr=subprocess.STDOUT, text=True, env=_env(backend),
+        )
+        _LAYER_TEST_RUNS[backend] = (process, output)
+    return _LAYER_TEST_RUNS[backend]
+
+
+def stop_layer_tests():
+    """Ends layer-test subprocesses still running (a session stopped early)."""
+    for process, output in _LAYER_TEST_RUNS.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        output.close()
+
+
 @pytest.mark.parametrize("backend", _BACKENDS)
 def test_layer_and_model_tests_pass_under(backend):
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_BACKEND_NEUTRAL_TESTS],
-        cwd=_TESTS, capture_output=True, text=True, env=_env(backend), timeout=1200,
-    )
-    assert result.returncode == 0, result.stdout[-4000:]
+    process, output = start_layer_tests(backend)
+    try:
+        returncode = process.wait(timeout=1200)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    output.seek(0)
+    assert returncode == 0, output.read()[-4000:]
 
 
 @pytest.fixture(scope="module")
