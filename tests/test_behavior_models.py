@@ -328,6 +328,7 @@ def test_data_without_behaviour_fails_clearly_and_image_only_models_still_work(t
             assert "behavior" in errors[0] and "Traceback" not in result.stderr
         else:
             assert result.returncode == 0, result.stderr[-2000:]
+            assert "trial_corr" not in result.stdout.splitlines()[-1]  # an image-only model predicts no repeat differences
 
 
 # -- helpers that must keep working with state ------------------------------------

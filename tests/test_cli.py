@@ -176,12 +176,15 @@ def test_fit_names_what_a_recording_does_not_take(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
 def test_backend_flag_runs_the_fit_under_jax_with_the_animals_state(tmp_path):
-    out = tmp_path / "run"
-    result = _keras_sysid("fit", "--backend", "jax", "--data", write_tree(str(tmp_path)), "--max_epochs", "1",
+    out, tree = tmp_path / "run", write_tree(str(tmp_path))
+    result = _keras_sysid("fit", "--backend", "jax", "--data", tree, "--max_epochs", "1",
                           "--state", "shifter", "--state", "modulator", "--out", str(out))
     fitted = _last_json(result)
     assert fitted["backend"] == "jax" and "shifter" in fitted["spec"] and "modulator" in fitted["spec"]
     assert "no SavedModel under jax" in result.stdout and (out / "model.keras").exists()
+    scored = _last_json(_keras_sysid("evaluate", "--backend", "jax", "--model", str(out / "model.keras"),
+                                     "--data", tree))
+    assert -1.0 <= scored["trial_corr"] <= 1.0 and scored["trial_corr"] != 0.0  # the state moves its predictions
 
 
 def test_fit_and_evaluate_from_a_wheel_in_a_fresh_environment(tmp_path):

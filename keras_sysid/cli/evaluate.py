@@ -4,7 +4,9 @@ With ``--data`` (a ``static*-preproc0`` zip or folder, or an NWB file),
 prints its progress (reading, predicting), then, as its last line, one JSON
 object with ``corr_single``, ``corr_avg``, ``feve``, ``frac_oracle``,
 ``oracle``, ``n_neurons``, ``n_trials`` and ``n_images`` (see
-``keras_sysid.evaluation``).
+``keras_sysid.evaluation``), and, for a model that takes the animal's state,
+``trial_corr`` (how well it predicts the differences between repeats of one
+image; ``keras_sysid.trial_variability``).
 
 Without ``--data``, the model must be a synthetic zoo entry (a name or a
 zoo-format folder): its population is simulated again (seeded, so the same
@@ -48,7 +50,7 @@ import time
 import numpy as np
 from absl import flags
 
-from keras_sysid import evaluation, metrics, models, zoo
+from keras_sysid import evaluation, metrics, models, trial_variability, zoo
 from keras_sysid.cli import _backend
 from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data.static import KNOWN_TIERS, StaticDataError
@@ -156,12 +158,22 @@ def main(argv):
         scored = session_for(loaded, data.name, _SESSION.value)
         model = models.for_inference(scored)
         print(f"predicting with {_MODEL.value} ...", flush=True)
-        scores = evaluation.evaluate_model(model, data, _TIER.value, _BATCH_SIZE.value, verbose=2)
+        responses, predictions, groups = evaluation.predict_tier(model, data, _TIER.value, _BATCH_SIZE.value,
+                                                                 verbose=2)
+        scores = evaluation.score_repeats(responses, predictions, groups)
+        # A model of the animal's state can predict how repeats of one image differ; an image-only one cannot.
+        trial_corr = (trial_variability.model_trial_correlation(responses, predictions, groups)
+                      if getattr(model, "takes_state", False) else None)
     except (StaticDataError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
+    per_neuron = {"corr_single": scores.corr_single, "corr_avg": scores.corr_avg, "feve": scores.feve,
+                  "oracle": scores.oracle}
+    summary = scores.summary()
+    if trial_corr is not None:
+        per_neuron["trial_corr"] = trial_corr
+        summary["trial_corr"] = float(np.mean(trial_corr))
     if _PER_NEURON.value:
-        np.savez(_PER_NEURON.value, corr_single=scores.corr_single, corr_avg=scores.corr_avg,
-                 feve=scores.feve, oracle=scores.oracle)
+        np.savez(_PER_NEURON.value, **per_neuron)
     session = {"session": scored.name} if scored is not loaded else {}
-    print(json.dumps({"model": _MODEL.value, "data": data.name, "tier": _TIER.value, **session, **scores.summary()}))
+    print(json.dumps({"model": _MODEL.value, "data": data.name, "tier": _TIER.value, **session, **summary}))
 
