@@ -66,7 +66,7 @@ def score_repeats(responses, predictions, groups) -> RepeatScores:
         responses: ``(trials, N)`` measured responses.
         predictions: ``(trials, N)`` predictions for the same trials.
         groups: One array of trial indices per image (its repeats), as from
-            :meth:`keras_sysid.data.StaticData.repeat_groups`.
+            :meth:`keras_sysid.data.Recording.repeat_groups`.
 
     Returns:
         A :class:`RepeatScores`.
@@ -95,14 +95,14 @@ def score_repeats(responses, predictions, groups) -> RepeatScores:
 
 
 def evaluate_model(model, data, tier: str = "test", batch_size: int = 256, verbose: int = 0) -> RepeatScores:
-    """Predicts ``tier`` of a :class:`~keras_sysid.data.StaticData` and scores it.
+    """Predicts ``tier`` of a :class:`~keras_sysid.data.Recording` and scores it.
 
     Args:
         model: Maps ``(batch, H, W, 1)`` images in the data's units to
             ``(batch, N)`` responses in the data's units; a model whose
             ``input_names`` ask for more (behaviour, pupil centre) gets them
-            from ``data`` (:meth:`~keras_sysid.data.StaticData.model_inputs`),
-            or a :class:`~keras_sysid.data.static.StaticDataError` says the data lacks them.
+            from ``data`` (:meth:`~keras_sysid.data.Recording.model_inputs`),
+            or a :class:`~keras_sysid.data.RecordingError` says the data lacks them.
         data: The data set; its neuron count must match the model's.
         tier: Tier with repeated presentations (default ``"test"``).
         batch_size: Prediction batch size.

@@ -381,7 +381,7 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
         """Sets the per-neuron factor that maps the model's output to data units.
 
         A model trained on responses divided by ``scale`` (see
-        :meth:`keras_sysid.data.StaticData.response_scale`) predicts the
+        :meth:`keras_sysid.data.Recording.response_scale`) predicts the
         data's own units once this is set to the same ``scale``.
 
         Args:

@@ -275,7 +275,7 @@ def evaluate_sessions(model: MultiSessionModel, datasets: dict, tier: str = "tes
 
     Args:
         model: A fitted :class:`MultiSessionModel`.
-        datasets: ``{name: StaticData}`` for any of its sessions.
+        datasets: ``{name: Recording}`` for any of its sessions.
         tier: A tier with repeated images.
 
     Returns:

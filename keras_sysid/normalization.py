@@ -4,7 +4,7 @@ A model takes images, behaviour and pupil centre in the data's own units and
 predicts responses in the data's own units; inside, it standardises the inputs
 and scales each neuron's output. These functions compute those statistics from
 training arrays, the same way for a ``static*-preproc0`` data set
-(:class:`~keras_sysid.data.StaticData`) and for one's own arrays
+(:class:`~keras_sysid.data.Recording`) and for one's own arrays
 (:meth:`~keras_sysid.models.SystemIdentificationModel.adapt`).
 """
 

@@ -8,7 +8,7 @@ model's single-trial correlation can exceed the oracle correlation, which is
 computed from image repeats alone.
 
 Every function works on a tier's trials grouped by image, as positions into
-the arrays given (:meth:`keras_sysid.data.StaticData.repeat_positions`);
+the arrays given (:meth:`keras_sysid.data.Recording.repeat_positions`);
 images shown once carry no trial-to-trial variability and are left out.
 """
 

@@ -439,7 +439,7 @@ def model_card(facts: dict) -> str:
               "(or use `ks.load_model`): Keras finds custom classes only once their package is imported.", ""]
     if len(facts.get("input_names", ())) > 1:
         lines += [f"It takes a dict with keys {facts['input_names']} (one row per trial), e.g. "
-                  f"`model.predict(data.model_inputs(\"test\", model.input_names))` for a `keras_sysid.data.StaticData`.", ""]
+                  f"`model.predict(data.model_inputs(\"test\", model.input_names))` for a `keras_sysid.data.Recording`.", ""]
     return "\n".join(lines)
 
 

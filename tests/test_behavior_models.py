@@ -17,7 +17,7 @@ from static_tree import N_NEURONS, write_tree
 import keras_sysid as ks
 from keras_sysid import evaluation, export, models, zoo
 from keras_sysid.behavior import GainModulator, Shifter, translate_feature_maps
-from keras_sysid.data.static import StaticDataError, load_static
+from keras_sysid.data import RecordingError, load_static
 from keras_sysid.ensemble import Ensemble
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -311,7 +311,7 @@ def test_data_without_behaviour_fails_clearly_and_image_only_models_still_work(t
     data = load_static(tree)
     model = ks.build_model(N_NEURONS, data.image_shape, core=_CORE, behavior_channels=True,
                            behavior_stats=_BEHAVIOR_STATS)
-    with pytest.raises(StaticDataError, match="behavior"):
+    with pytest.raises(RecordingError, match="behavior"):
         evaluation.evaluate_model(model, data, "test")
     plain = ks.build_model(N_NEURONS, data.image_shape, core=_CORE)
     assert np.isfinite(evaluation.evaluate_model(plain, data, "test").summary()["corr_single"])

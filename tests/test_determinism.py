@@ -19,7 +19,7 @@ _SCRIPT = textwrap.dedent(
     import json, sys
     import keras
     keras.mixed_precision.set_global_policy("float32")
-    from keras_sysid.data.static import load_static
+    from keras_sysid.data import load_static
     from keras_sysid.experiments import presets, rivals
     from keras_sysid.experiments.presets import SyntheticRunConfig
     from keras_sysid.experiments.synthetic import run_synthetic

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from static_tree import N_NEURONS, write_tree
 
-from keras_sysid.data.static import StaticDataError, load_static
+from keras_sysid.data import RecordingError, load_static
 from keras_sysid.ensemble import Ensemble
 from keras_sysid import zoo
 from keras_sysid.experiments import mouse_v1_sota, zoo_recipes
@@ -43,7 +43,7 @@ def test_build_variant_uses_the_data_state(tmp_path):
 def test_a_variant_needing_behaviour_fails_before_any_fit(tmp_path):
     tree = write_tree(str(tmp_path))
     shutil.rmtree(os.path.join(tree, "data", "behavior"))
-    with pytest.raises(StaticDataError, match="has no behavior"):
+    with pytest.raises(RecordingError, match="has no behavior"):
         mouse_v1_sota.run_mouse_v1_sota(tree, str(tmp_path / "out"), variants=("lurz_core", "behavior_channels"),
                                         settings=_SETTINGS, ensemble_size=0, log=lambda line: None)
     assert not os.path.exists(tmp_path / "out" / "lurz_core")

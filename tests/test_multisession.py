@@ -7,7 +7,7 @@ from static_tree import write_tree
 
 import keras_sysid as ks
 from keras_sysid.data.pipeline import SessionStream
-from keras_sysid.data.static import select_neurons
+from keras_sysid.data import select_neurons
 from keras_sysid.multisession import MultiSessionModel, build_multisession_model, session_name_for
 from keras_sysid.training import fit_sessions
 

@@ -10,7 +10,7 @@ import pytest
 pynwb = pytest.importorskip("pynwb")
 h5py = pytest.importorskip("h5py")
 
-from keras_sysid.data import StaticDataError, load_nwb  # noqa: E402
+from keras_sysid.data import RecordingError, load_nwb  # noqa: E402
 
 RATE = 30.0  # imaging frames per second
 PERIOD = 0.25  # each image is shown for 250 ms, back to back, as in Allen's natural scenes
@@ -207,7 +207,7 @@ def test_rate_based_time_base_and_explicit_window(scene, tmp_path):
     # The default window is never shorter than two frames.
     fast = _scene(order=np.arange(6).repeat(2))
     fast["onsets"] = FIRST_ONSET + 0.01 * np.arange(12)
-    short = load_nwb(_write(tmp_path / "fast.nwb", fast), split="fraction")
+    short = load_nwb(_write(tmp_path / "fast.nwb", fast), tier_rule="fraction")
     np.testing.assert_allclose(short.responses[4], _window_mean(fast["times"], fast["trace"], fast["onsets"][4],
                                                                 (0.0, 2 / RATE)), rtol=1e-5)
 
@@ -240,9 +240,9 @@ def test_time_intervals_table_with_blank_presentations(tmp_path):
     np.testing.assert_allclose(
         data.responses[trial],
         _window_mean(scene["times"], scene["trace"], scene["onsets"][shown[trial]], (0.0, PERIOD)), rtol=1e-5)
-    with pytest.raises(StaticDataError, match="natural_scenes_presentations: has no image index column"):
+    with pytest.raises(RecordingError, match="natural_scenes_presentations: has no image index column"):
         load_nwb(path, stimulus="natural_scenes_presentations", index_column="image_number")
-    with pytest.raises(StaticDataError, match="no stimulus found .* with a column image_number"):
+    with pytest.raises(RecordingError, match="no stimulus found .* with a column image_number"):
         load_nwb(path, index_column="image_number")
 
 
@@ -292,20 +292,20 @@ def test_tiers_when_only_some_images_are_repeated(tmp_path):
     # One image shown once among repeated ones is no train set: say so, and offer the fraction rule.
     order = np.concatenate([np.arange(1), np.repeat(np.arange(1, 12), 2)])
     path = _write(tmp_path / "one.nwb", _scene(order=order))
-    with pytest.raises(StaticDataError, match="natural_scenes: 11 images are repeated.*split='fraction'"):
+    with pytest.raises(RecordingError, match="natural_scenes: 11 images are repeated.*'fraction' rule"):
         load_nwb(path)
-    assert set(load_nwb(path, split="fraction").tiers) == {"train", "validation", "test"}
+    assert set(load_nwb(path, tier_rule="fraction").tiers) == {"train", "validation", "test"}
 
 
 def test_file_errors(tmp_path, monkeypatch, allen):
-    with pytest.raises(StaticDataError, match="missing.nwb: no such file"):
+    with pytest.raises(RecordingError, match="missing.nwb: no such file"):
         load_nwb(tmp_path / "missing.nwb")
     (tmp_path / "text.nwb").write_text("not HDF5")
-    with pytest.raises(StaticDataError, match="text.nwb: not a readable NWB"):
+    with pytest.raises(RecordingError, match="text.nwb: not a readable NWB"):
         load_nwb(tmp_path / "text.nwb")
     with h5py.File(tmp_path / "plain.h5", "w") as file:
         file["x"] = np.arange(3)
-    with pytest.raises(StaticDataError, match="plain.h5: not a readable NWB file"):
+    with pytest.raises(RecordingError, match="plain.h5: not a readable NWB file"):
         load_nwb(tmp_path / "plain.h5")
     monkeypatch.setitem(__import__("sys").modules, "pynwb", None)
     with pytest.raises(ImportError, match=r'pip install "keras_sysid\[nwb\]"'):
@@ -314,7 +314,7 @@ def test_file_errors(tmp_path, monkeypatch, allen):
 
 def test_argument_errors(allen):
     for bad in (dict(window=(0.2, 0.1)), dict(window=0.2), dict(image_size=(0, 4)), dict(test_fraction=1.0),
-                dict(split="random")):
+                dict(tier_rule="random")):
         with pytest.raises(ValueError):
             load_nwb(allen, **bad)
     with pytest.raises(ValueError, match="images= is for a TimeIntervals"):
@@ -323,46 +323,46 @@ def test_argument_errors(allen):
 
 def test_several_or_no_response_series(scene, tmp_path, copy):
     path = _write(tmp_path / "two.nwb", scene, fluorescence=True)
-    with pytest.raises(StaticDataError, match=r"several RoiResponseSeries.*DfOverF/dff.*Fluorescence/raw"):
+    with pytest.raises(RecordingError, match=r"several RoiResponseSeries.*DfOverF/dff.*Fluorescence/raw"):
         load_nwb(path)
     np.testing.assert_array_equal(load_nwb(path, responses="DfOverF/dff").responses, load_nwb(copy).responses)
     assert load_nwb(path, responses="processing/ophys/Fluorescence/raw").responses.mean() > 0.9
-    with pytest.raises(StaticDataError, match=r"no RoiResponseSeries named 'spikes'.*DfOverF/dff"):
+    with pytest.raises(RecordingError, match=r"no RoiResponseSeries named 'spikes'.*DfOverF/dff"):
         load_nwb(path, responses="spikes")
     with h5py.File(copy, "r+") as file:
         del file["processing/ophys/DfOverF"]
-    with pytest.raises(StaticDataError, match=r"no RoiResponseSeries found.*running_speed"):
+    with pytest.raises(RecordingError, match=r"no RoiResponseSeries found.*running_speed"):
         load_nwb(copy)
 
 
 def test_several_or_no_stimuli(copy):
     with h5py.File(copy, "r+") as file:
         file.copy(file[STIMULUS], f"{STIMULUS}_again")
-    with pytest.raises(StaticDataError, match=r"several stimulus.*natural_scenes', .*natural_scenes_again"):
+    with pytest.raises(RecordingError, match=r"several stimulus.*natural_scenes', .*natural_scenes_again"):
         load_nwb(copy)
     assert load_nwb(copy, stimulus="stimulus/presentation/natural_scenes").n_trials == N_IMAGES * N_REPEATS
     with h5py.File(copy, "r+") as file:
         del file[STIMULUS], file[f"{STIMULUS}_again"]
-    with pytest.raises(StaticDataError, match="no stimulus found.*IndexSeries"):
+    with pytest.raises(RecordingError, match="no stimulus found.*IndexSeries"):
         load_nwb(copy)
 
 
 def test_timestamps_that_do_not_increase(copy):
     with h5py.File(copy, "r+") as file:
         file[f"{DFF}/timestamps"][100] = 1.0
-    with pytest.raises(StaticDataError, match=r"DfOverF/dff: timestamps do not strictly increase: \[99\]"):
+    with pytest.raises(RecordingError, match=r"DfOverF/dff: timestamps do not strictly increase: \[99\]"):
         load_nwb(copy)
 
 
 def test_presentations_outside_the_recording(copy):
     with h5py.File(copy, "r+") as file:
         file[f"{STIMULUS}/timestamps"][-1] = 10_000.0
-    with pytest.raises(StaticDataError, match=r"dff: the window .* of presentation 589 of .*natural_scenes .*outside"):
+    with pytest.raises(RecordingError, match=r"dff: the window .* of presentation 589 of .*natural_scenes .*outside"):
         load_nwb(copy)
 
 
 def test_windows_without_samples(allen):
-    with pytest.raises(StaticDataError, match=r"dff: no sample in the window .* widen window="):
+    with pytest.raises(RecordingError, match=r"dff: no sample in the window .* widen window="):
         load_nwb(allen, window=(0.0, 0.01))
 
 
@@ -374,21 +374,21 @@ def test_nan_inside_a_window_names_the_roi(copy, scene):
     with h5py.File(copy, "r+") as file:
         file[f"{DFF}/data"][inside, 3] = np.inf
     message = rf"dff: NaN or inf in ROI 103 \(column 3\) at sample {inside} .*presentation 40"
-    with pytest.raises(StaticDataError, match=message):
+    with pytest.raises(RecordingError, match=message):
         load_nwb(copy)
 
 
 @pytest.mark.filterwarnings("ignore:.*does not match the length of rois")
 def test_roi_table_that_does_not_match_the_data(scene, tmp_path):
     path = _write(tmp_path / "rois.nwb", scene, n_region=N_ROIS - 1)
-    with pytest.raises(StaticDataError, match="dff: data has 20 ROI columns but its rois region lists 19"):
+    with pytest.raises(RecordingError, match="dff: data has 20 ROI columns but its rois region lists 19"):
         load_nwb(path)
 
 
 def test_index_past_the_images(copy):
     with h5py.File(copy, "r+") as file:
         file[f"{STIMULUS}/data"][7] = N_IMAGES
-    with pytest.raises(StaticDataError, match=f"natural_scenes: presentation 7 shows image {N_IMAGES}, but "
+    with pytest.raises(RecordingError, match=f"natural_scenes: presentation 7 shows image {N_IMAGES}, but "
                                               f"natural_scenes_images holds only {N_IMAGES} images"):
         load_nwb(copy)
 

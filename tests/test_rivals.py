@@ -5,7 +5,7 @@ from static_tree import N_NEURONS, write_tree
 
 from keras_sysid import evaluation
 from keras_sysid.experiments import presets, rivals
-from keras_sysid.data.static import load_static
+from keras_sysid.data import load_static
 from keras_sysid.training import compile_model
 
 

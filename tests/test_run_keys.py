@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from static_tree import TIERS, write_tree
 
-from keras_sysid.data.static import StaticDataError, load_static
+from keras_sysid.data import RecordingError, load_static
 from keras_sysid.experiments import comparison, rivals
 from keras_sysid.experiments.presets import FitSettings
 
@@ -148,7 +148,7 @@ def test_data_that_cannot_be_scored_fails_before_any_fit(tmp_path, monkeypatch, 
         _rewrite_trials(tree, image_ids=range(len(TIERS)))
     monkeypatch.setattr(rivals, "fit_rival", _no_fit)
     out = str(tmp_path / "out")
-    with pytest.raises(StaticDataError, match=expected) as raised:
+    with pytest.raises(RecordingError, match=expected) as raised:
         _run(tree, out)
     assert tree in str(raised.value)
     assert not os.path.exists(out)  # no folder, no backup: nothing started

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from static_tree import IMAGE_SHAPE, N_NEURONS, TIERS, write_tree
 
-from keras_sysid.data.static import StaticDataError, load_static
+from keras_sysid.data import RecordingError, load_static
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def _edit(tree, relative, value):
 )
 def test_each_problem_names_the_file(tree, damage, message):
     damage(tree)
-    with pytest.raises(StaticDataError, match=message):
+    with pytest.raises(RecordingError, match=message):
         load_static(tree)
 
 
@@ -160,23 +160,23 @@ def test_damaged_zip_member_is_named(tmp_path):
             if item.filename.endswith("data/responses/7.npy"):
                 payload = payload[:20]
             target.writestr(item, payload)
-    with pytest.raises(StaticDataError, match=r"bad.zip:static1-1-1-preproc0/data/responses/7.npy|responses/7.npy: unreadable"):
+    with pytest.raises(RecordingError, match=r"bad.zip:static1-1-1-preproc0/data/responses/7.npy|responses/7.npy: unreadable"):
         load_static(rewritten)
 
 
 def test_missing_path_and_non_zip_file(tmp_path):
-    with pytest.raises(StaticDataError, match="no such file or folder"):
+    with pytest.raises(RecordingError, match="no such file or folder"):
         load_static(str(tmp_path / "nowhere.zip"))
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")
-    with pytest.raises(StaticDataError, match="not a readable zip file"):
+    with pytest.raises(RecordingError, match="not a readable zip file"):
         load_static(str(junk))
 
 
 def test_two_data_sets_in_one_folder_is_ambiguous(tmp_path):
     write_tree(str(tmp_path), name="static1-1-1-preproc0")
     write_tree(str(tmp_path), name="static2-2-2-preproc0")
-    with pytest.raises(StaticDataError, match="several data sets"):
+    with pytest.raises(RecordingError, match="several data sets"):
         load_static(str(tmp_path))
     shutil.rmtree(tmp_path / "static2-2-2-preproc0")
     assert load_static(str(tmp_path)).n_neurons == N_NEURONS
@@ -229,6 +229,6 @@ def test_model_inputs_name_the_missing_variable(tree):
     shutil.rmtree(os.path.join(tree, "data", "behavior"))
     data = load_static(tree)
     assert data.behavior is None and data.pupil_center is not None
-    with pytest.raises(StaticDataError, match=r"has no behavior \(no data/behavior/ files\)"):
+    with pytest.raises(RecordingError, match=r"has no behavior \(no data/behavior/ files\)"):
         data.model_inputs("test", ("images", "behavior"))
     assert data.model_inputs("test", ("images", "pupil_center"))["pupil_center"].shape == (6, 2)

@@ -40,7 +40,7 @@ def test_static_builder_keeps_trials_and_units(tmp_path):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=_MANUAL_DIR))
     examples = list(tfds.as_numpy(builder.as_dataset(split="test")))
     assert sorted(int(e["image_id"]) for e in examples) == [7, 7, 8, 8, 9, 9]
-    from keras_sysid.data.static import load_static
+    from keras_sysid.data import load_static
 
     data = load_static(f"{_MANUAL_DIR}/static1-1-1-preproc0.zip")
     for example in examples:

@@ -11,7 +11,7 @@ import pytest
 from static_tree import TIERS, write_tree
 
 from keras_sysid.experiments import rivals
-from keras_sysid.data.static import load_static
+from keras_sysid.data import load_static
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

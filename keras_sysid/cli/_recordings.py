@@ -2,7 +2,7 @@
 
 from absl import app, flags
 
-from keras_sysid.data.static import StaticData, load_static
+from keras_sysid.data import Recording, load_static
 
 _NWB_RESPONSES = flags.DEFINE_string(
     "nwb_responses", None, "NWB: the RoiResponseSeries to read (a path or its tail); default the only one.")
@@ -36,8 +36,8 @@ def nwb_options() -> dict:
     return {name: value for name, value in options.items() if value is not None}
 
 
-def load_recording(path: str, tiers=None, nwb_options: dict | None = None) -> StaticData:
-    """A recording as :class:`~keras_sysid.data.StaticData`.
+def load_recording(path: str, tiers=None, nwb_options: dict | None = None) -> Recording:
+    """A recording as :class:`~keras_sysid.data.Recording`.
 
     Args:
         path: An ``.nwb`` file (:func:`~keras_sysid.data.load_nwb`), or a
@@ -47,7 +47,7 @@ def load_recording(path: str, tiers=None, nwb_options: dict | None = None) -> St
             :func:`nwb_options`, their ``--nwb_*`` flags).
 
     Raises:
-        StaticDataError: the recording is unreadable or incomplete.
+        RecordingError: the recording is unreadable or incomplete.
     """
     if str(path).lower().endswith(".nwb"):
         # Imported here: only NWB files need it (and its optional reader, pynwb).

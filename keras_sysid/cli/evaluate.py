@@ -53,7 +53,7 @@ from absl import flags
 from keras_sysid import evaluation, metrics, models, trial_variability, zoo
 from keras_sysid.cli import _backend
 from keras_sysid.cli._recordings import load_recording, nwb_options
-from keras_sysid.data.static import KNOWN_TIERS, StaticDataError
+from keras_sysid.data.recording import KNOWN_TIERS, RecordingError
 from keras_sysid.multisession import MultiSessionModel, session_name_for
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
@@ -164,7 +164,7 @@ def main(argv):
         # A model of the animal's state can predict how repeats of one image differ; an image-only one cannot.
         trial_corr = (trial_variability.model_trial_correlation(responses, predictions, groups)
                       if getattr(model, "takes_state", False) else None)
-    except (StaticDataError, ValueError, FileNotFoundError) as error:
+    except (RecordingError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     per_neuron = {"corr_single": scores.corr_single, "corr_avg": scores.corr_avg, "feve": scores.feve,
                   "oracle": scores.oracle}

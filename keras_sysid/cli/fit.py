@@ -78,7 +78,7 @@ import keras_sysid
 from keras_sysid import devices, distribute, evaluation, export, readouts
 from keras_sysid.cli import _backend
 from keras_sysid.cli._recordings import load_recording, nwb_options
-from keras_sysid.data.static import StaticDataError
+from keras_sysid.data import RecordingError
 from keras_sysid.experiments import mouse_v1_sota
 from keras_sysid.experiments import multisession as multisession_experiments
 from keras_sysid.experiments.comparison import check_scorable, retinotopy
@@ -176,7 +176,7 @@ def main(argv):
             _fit_data(backend)
         else:
             _fit_synthetic(backend)
-    except (StaticDataError, BackupError) as error:
+    except (RecordingError, BackupError) as error:
         sys.exit(f"error: {error}")
 
 
@@ -287,7 +287,7 @@ def fit_recordings(datasets: dict, settings: FitSettings, out: str, spec: dict, 
     with :func:`~keras_sysid.training.fit_sessions` and scored per session.
 
     Args:
-        datasets: ``{name: StaticData}``, each with train, validation and
+        datasets: ``{name: Recording}``, each with train, validation and
             repeated test trials.
         settings: Optimisation settings.
         out: Run folder: gets ``model.keras``, ``saved_model/`` (TensorFlow
@@ -310,7 +310,7 @@ def fit_recordings(datasets: dict, settings: FitSettings, out: str, spec: dict, 
         fingerprints.
 
     Raises:
-        StaticDataError: a recording lacks trials the fit or its scores need.
+        RecordingError: a recording lacks trials the fit or its scores need.
         BackupError: ``backup_dir`` holds the backup of another run.
     """
     for name, data in datasets.items():

@@ -29,7 +29,7 @@ from absl import flags
 from keras_sysid import insilico, zoo
 from keras_sysid.cli import _backend
 from keras_sysid.cli._recordings import load_recording, nwb_options
-from keras_sysid.data.static import StaticDataError
+from keras_sysid.data import RecordingError
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _NEURONS = flags.DEFINE_string("neurons", "0-15", "Output indices: ranges and comma lists, e.g. 0-99 or 3,7,10-12.")
@@ -92,7 +92,7 @@ def main(argv):
             jitter=_JITTER.value, grating_radius=_RADIUS.value, batch_size=_BATCH_SIZE.value, seed=_SEED.value,
             rf_images=rf_images,
         )
-    except (ValueError, FileNotFoundError, StaticDataError) as error:
+    except (ValueError, FileNotFoundError, RecordingError) as error:
         sys.exit(f"error: {error}")
     paths = insilico.write_report(report, _OUT.value, images)
     if _FIGURES.value:

@@ -49,7 +49,7 @@ import sys
 from absl import app, flags
 
 from keras_sysid.cli import _backend
-from keras_sysid.data.static import StaticDataError
+from keras_sysid.data import RecordingError
 from keras_sysid.experiments import comparison, insilico_checks, modulation, mouse_v1_sota, multisession
 from keras_sysid.experiments.presets import (
     RIVALS,
@@ -160,7 +160,7 @@ def main(argv):
         columns = ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds")
     try:
         rows = run()
-    except (StaticDataError, comparison.StoredRunMismatch, BackupError) as error:
+    except (RecordingError, comparison.StoredRunMismatch, BackupError) as error:
         sys.exit(f"error: {error}")
     print()
     print(comparison.format_table(rows, columns))

@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_sysid.data.static import load_static
+from keras_sysid.data import load_static
 from keras_sysid.data.synthetic import make_population
 
 _CITATION_KLINDT = """@inproceedings{klindt2017neural,

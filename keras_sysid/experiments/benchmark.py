@@ -332,10 +332,10 @@ def benchmark_training(
 
 
 def _measure_input_pipeline(path: str, batch_size: int, epochs: int) -> dict:
-    from keras_sysid.data.static import load_static
+    from keras_sysid.data import load as load_recording
 
     start = time.perf_counter()
-    data = load_static(path)
+    data = load_recording(path)
     load_seconds = time.perf_counter() - start
     scale = data.response_scale("train")
     stream = data.epoch_stream("train", batch_size, seed=0, response_scale=scale)

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from keras_sysid import evaluation, metrics
-from keras_sysid.data.static import StaticDataError, load_static
+from keras_sysid.data import RecordingError, load as load_recording
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.presets import (
@@ -157,7 +157,7 @@ def check_stored_fits(planned: list[PlannedFit], overwrite: bool, this_data_name
 
 
 def check_scorable(data, path: str, tier: str = "test") -> None:
-    """Raises :class:`~keras_sysid.data.static.StaticDataError` unless ``data``
+    """Raises :class:`~keras_sysid.data.RecordingError` unless ``data``
     has train and validation trials and a ``tier`` of repeated images to score on.
 
     Scoring (:func:`~keras_sysid.evaluation.evaluate_model`) needs at least two
@@ -166,14 +166,14 @@ def check_scorable(data, path: str, tier: str = "test") -> None:
     present = sorted(set(data.tiers.tolist()))
     missing = [name for name in ("train", "validation", tier) if name not in present]
     if missing:
-        raise StaticDataError(
+        raise RecordingError(
             f"{path}: has no {' or '.join(repr(m) for m in missing)} trials (tiers present: {present}); "
             f"a comparison fits on 'train', stops early on 'validation' and scores on repeated {tier!r} images."
         )
     groups = data.repeat_groups(tier)
     repeated = sum(len(group) > 1 for group in groups)
     if len(groups) < 2 or repeated < 1:
-        raise StaticDataError(
+        raise RecordingError(
             f"{path}: its {tier!r} tier has {len(groups)} image(s), {repeated} shown more than once; scoring "
             f"needs at least 2 {tier!r} images and repeats (trials sharing meta/trials/frame_image_id)."
         )
@@ -283,7 +283,7 @@ def run_mouse_v1(
         fitted) and ``keras_sysid`` (the version that fitted it).
 
     Raises:
-        StaticDataError: the data set is unreadable or has no train, validation
+        RecordingError: the data set is unreadable or has no train, validation
             or repeated test trials.
         StoredRunMismatch: a requested model's folder holds a fit of another
             key (and ``overwrite`` is false); nothing is fitted.
@@ -293,7 +293,7 @@ def run_mouse_v1(
         raise ValueError(f"Unknown models {unknown}; choose from {sorted(RIVALS)}.")
     settings = settings or FitSettings()
     start = time.perf_counter()
-    data = load_static(data_path)
+    data = load_recording(data_path)
     check_scorable(data, data_path)
     log(f"read {data.name}: {data.n_trials} trials, {data.n_neurons} neurons, images {data.image_shape} "
         f"in {time.perf_counter() - start:.1f} s (sha256 {data.fingerprint()})")

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from keras_sysid import insilico, metrics, zoo
-from keras_sysid.data.static import load_static
+from keras_sysid.data import load as load_recording
 from keras_sysid.experiments.presets import zoo_synthetic_config
 
 # MEI settings of the truth comparison: no blur or jitter (they change which
@@ -136,7 +136,7 @@ def mouse_v1(model_name: str, data_path: str, out: str, n_best: int = 16, mei_st
         correlation per axis, preferred-orientation histogram, OSI quantiles, seconds.
     """
     model = zoo.load_any(model_name)
-    data = load_static(data_path)
+    data = load_recording(data_path)
     neurons = best_predicted(model, data, n_best)
     started = time.perf_counter()
     rf_images = data.images[np.random.default_rng(0).permutation(len(data.images))[:200]]

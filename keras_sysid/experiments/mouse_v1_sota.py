@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from keras_sysid import evaluation, metrics, positions, readouts, trial_variability, zoo
-from keras_sysid.data.static import StaticDataError, load_static
+from keras_sysid.data import RecordingError, load as load_recording
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.comparison import (
@@ -64,7 +64,7 @@ def needs(spec: dict) -> tuple[str, ...]:
 
 
 def build_variant(spec: dict, data, seed: int = 0, name: str = "sysid_model") -> keras.Model:
-    """Builds (does not fit) a variant for a :class:`~keras_sysid.data.StaticData`.
+    """Builds (does not fit) a variant for a :class:`~keras_sysid.data.Recording`.
 
     Image, behaviour and pupil statistics of the train tier go inside the
     model; a cortex readout gets ``meta/neurons/cell_motor_coordinates``; a
@@ -72,7 +72,7 @@ def build_variant(spec: dict, data, seed: int = 0, name: str = "sysid_model") ->
     spike-triggered envelope.
 
     Raises:
-        StaticDataError: the data lacks behaviour, pupil centre or cortical
+        RecordingError: the data lacks behaviour, pupil centre or cortical
             coordinates the variant needs.
     """
     keras.utils.set_random_seed(seed)
@@ -85,7 +85,7 @@ def build_variant(spec: dict, data, seed: int = 0, name: str = "sysid_model") ->
         readout["seed"] = seed
     cortex = readout["type"] == "cortex_gaussian"
     if cortex and CORTEX_KEY not in data.neurons:
-        raise StaticDataError(f"{data.name}: has no meta/neurons/{CORTEX_KEY}.npy, which cortex-predicted positions need.")
+        raise RecordingError(f"{data.name}: has no meta/neurons/{CORTEX_KEY}.npy, which cortex-predicted positions need.")
     image_mean, image_std = data.image_statistics("train")
     model = build_model(
         n_neurons=data.n_neurons, image_shape=data.image_shape, core=spec["core"], readout=readout,
@@ -218,7 +218,7 @@ def run_mouse_v1_sota(
     if unknown:
         raise ValueError(f"Unknown variants {unknown}; choose from {list(SOTA_VARIANTS)}.")
     settings = settings or FitSettings()
-    data = load_static(data_path)
+    data = load_recording(data_path)
     check_scorable(data, data_path)
     for spec in (SOTA_VARIANTS[name] for name in variants):
         if "rival" not in spec:

@@ -31,7 +31,7 @@ import numpy as np
 
 from keras_sysid import evaluation, multisession
 from keras_sysid.data.pipeline import INTERLEAVE_MODES
-from keras_sysid.data.static import StaticData, load_static, select_neurons, select_trials
+from keras_sysid.data import Recording, load as load_recording, select_neurons, select_trials
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments.comparison import keras_sysid_version, write_table
 from keras_sysid.experiments.mouse_v1_sota import build_variant, needs
@@ -221,7 +221,7 @@ def _keep(row: dict, path: str | None) -> None:
 # -- mouse V1: one scan cut into two sessions --------------------------------------------------
 
 
-def split_recording(data: StaticData, seed: int = 0) -> dict[str, StaticData]:
+def split_recording(data: Recording, seed: int = 0) -> dict[str, Recording]:
     """Two "sessions" of one recording: disjoint neurons, disjoint training trials.
 
     The neurons are split in two seeded halves, and so are the train tier's
@@ -230,7 +230,7 @@ def split_recording(data: StaticData, seed: int = 0) -> dict[str, StaticData]:
     neurons), so each is scored on its own neurons' test trials.
 
     Returns:
-        ``{"half_a": StaticData, "half_b": StaticData}``.
+        ``{"half_a": Recording, "half_b": Recording}``.
     """
     rng = np.random.default_rng([seed, 2])
     neurons = np.split(rng.permutation(data.n_neurons), [data.n_neurons // 2])
@@ -256,7 +256,7 @@ def run_multisession_mouse_v1(data, out: str, variant: str = "gaussian",
 
     Args:
         data: The recording (mouse V1 scan 20457-5-9): a
-            :class:`~keras_sysid.data.StaticData` or its path.
+            :class:`~keras_sysid.data.Recording` or its path.
         out: Folder; each fit in ``out/<name>/`` (``results.json``,
             ``model.keras``, a resumable ``backup``), the table in
             ``out/multisession_mouse_v1.{json,csv}``.
@@ -271,8 +271,8 @@ def run_multisession_mouse_v1(data, out: str, variant: str = "gaussian",
         ``separate`` and ``joint`` for each half.
     """
     settings = settings or FitSettings()
-    if not isinstance(data, StaticData):
-        data = load_static(data)
+    if not isinstance(data, Recording):
+        data = load_recording(data)
     if variant not in SOTA_VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; choose one of {sorted(SOTA_VARIANTS)}.")
     spec = SOTA_VARIANTS[variant]
@@ -348,13 +348,13 @@ def build_for_recordings(spec: dict, datasets: dict, seed: int = 0, name: str = 
     Args:
         spec: A variant (:data:`~keras_sysid.experiments.presets.SOTA_VARIANTS`
             entry or :func:`~keras_sysid.experiments.presets.recording_spec`).
-        datasets: ``{session name: StaticData}`` (names as
+        datasets: ``{session name: Recording}`` (names as
             :func:`~keras_sysid.multisession.check_session_name` allows).
         seed: Seeds the weights (and a readout that takes a seed).
         name: Model name.
 
     Raises:
-        StaticDataError: a recording lacks what the variant needs (behaviour,
+        RecordingError: a recording lacks what the variant needs (behaviour,
             pupil centre, cortical coordinates), named.
         ValueError: recordings whose images (plus behaviour channels) differ in channels.
     """
@@ -375,7 +375,7 @@ def build_for_recordings(spec: dict, datasets: dict, seed: int = 0, name: str = 
 
 def fit_jointly(spec: dict, datasets: dict, settings: FitSettings, backup_dir=None, key=None, verbose: int = 2,
                 callbacks=(), jit_compile=None, interleave: str = "proportional", name: str = "multisession_model"):
-    """Builds (:func:`build_for_recordings`) and fits one shared-core model of ``{session: StaticData}``.
+    """Builds (:func:`build_for_recordings`) and fits one shared-core model of ``{session: Recording}``.
 
     Each session trains on its train tier; early stopping watches the mean
     over sessions of the validation tiers' correlation (:func:`~keras_sysid.training.fit_sessions`).

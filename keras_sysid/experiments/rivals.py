@@ -20,7 +20,7 @@ name                      core                        readout
 ========================  ==========================  ==================================
 
 :func:`fit_rival` fits one on the train tier of a
-:class:`~keras_sysid.data.StaticData` with early stopping on its validation
+:class:`~keras_sysid.data.Recording` with early stopping on its validation
 tier, training on responses divided by each neuron's std and folding that
 scale back into the model, so the result predicts the data's own units.
 """
@@ -51,7 +51,7 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
 
     Args:
         name: A key of :data:`RIVALS`.
-        data: A :class:`~keras_sysid.data.StaticData` with a train tier.
+        data: A :class:`~keras_sysid.data.Recording` with a train tier.
         seed: Seed of the weight initialisation.
 
     Returns:
@@ -89,7 +89,7 @@ def fit_key(name: str, data, settings: FitSettings) -> dict:
 
     ``{"rival", "spec" (its :data:`RIVALS` entry), "settings" (seed included),
     "data" (the data's content fingerprint,
-    :meth:`~keras_sysid.data.StaticData.fingerprint`), "backend"}``: not the
+    :meth:`~keras_sysid.data.Recording.fingerprint`), "backend"}``: not the
     data's name or path, so the same data read from its zip or its folder,
     under any name, has the same key. The Keras backend is part of it: the
     same seed draws other initial weights and batches under another backend.
@@ -109,12 +109,12 @@ def fit_rival(name: str, data, settings: FitSettings | None = None, verbose: int
     Early stopping (with learning-rate steps) watches the validation tier's
     correlation: on data this noisy the penalties' growth can outweigh the
     loss's slow fall while the fit still improves. Training targets are responses divided by
-    :meth:`~keras_sysid.data.StaticData.response_scale`; that scale is then set
+    :meth:`~keras_sysid.data.Recording.response_scale`; that scale is then set
     on the model, so it predicts responses in the data's units.
 
     Args:
         name: A key of :data:`RIVALS`.
-        data: A :class:`~keras_sysid.data.StaticData` with train and validation tiers.
+        data: A :class:`~keras_sysid.data.Recording` with train and validation tiers.
         settings: Optimisation settings (default :class:`FitSettings`).
         verbose: Keras verbosity.
         callbacks: Extra Keras callbacks.

@@ -17,7 +17,7 @@ import re
 import numpy as np
 
 from keras_sysid import evaluation, zoo
-from keras_sysid.data.static import load_static
+from keras_sysid.data import load as load_recording
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, FitSettings, zoo_synthetic_config
@@ -131,7 +131,7 @@ def mouse_v1(
     Returns:
         ``(model, facts, card_text)``.
     """
-    data = load_static(data_path)
+    data = load_recording(data_path)
     settings = settings or FitSettings()
     if model_path:
         model = zoo.load_any(model_path)
@@ -291,7 +291,7 @@ def mouse_v1_sota(entry: str, data_path: str, run_folder: str):
         raise ValueError(f"{entry} needs --model: the output folder of tools/reproduce.py --experiment mouse_v1_sota.")
     with open(os.path.join(run_folder, "choices.json")) as file:
         choices = json.load(file)
-    data = load_static(data_path)
+    data = load_recording(data_path)
     best = choices["best_variant"]
     if entry == "mouse_v1_ensemble":
         members = [best] + sorted(
@@ -381,7 +381,7 @@ def _refreshed_facts(entry: str, folder: str, data_path: str | None) -> dict:
     if entry.startswith("mouse_v1_") and entry in _RECORDED_EPOCHS:
         if not data_path:
             raise ValueError(f"{entry}: refreshing its card needs --data (its metrics are re-measured).")
-        data = load_static(data_path)
+        data = load_recording(data_path)
         scores = evaluation.evaluate_model(model, data, "test").summary()
         _same_metrics(stored["metrics"], scores, entry, ("corr_single", "corr_avg", "feve", "frac_oracle"))
         rival = entry.removeprefix("mouse_v1_")

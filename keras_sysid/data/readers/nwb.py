@@ -18,7 +18,7 @@ four layouts, all read by :func:`load_nwb`:
     image indices (``frame``, ``image_index``, ...) into an ``Images`` or
     ``ImageSeries`` of ``stimulus/templates``.
 
-Each presentation becomes one trial of a :class:`~keras_sysid.data.StaticData`:
+Each presentation becomes one trial of a :class:`~keras_sysid.data.Recording`:
 its image, and each ROI's trace averaged over a window after the onset.
 pynwb is an optional dependency (``pip install "keras_sysid[nwb]"``),
 imported only when a file is read.
@@ -32,16 +32,26 @@ import re
 
 import numpy as np
 
-from keras_sysid.data.static import StaticData, StaticDataError
+from keras_sysid.data.formats import is_path, register_format
+from keras_sysid.data.recording import (
+    TIER_RULES,
+    Recording,
+    RecordingError,
+    assign_tiers,
+    grey_images,
+    resize_images,
+)
 
 # Column names that hold the image index of a presentation in a TimeIntervals
 # table; Allen's stimulus tables call it "frame".
 INDEX_COLUMNS = ("image_index", "frame", "image", "image_id", "stimulus_index")
-# ITU-R BT.601 luma weights: the usual grey of an RGB photograph.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype="float32")
-_SPLITS = ("auto", "repeated", "fraction")
 
 
+def _is_nwb_file(source) -> bool:
+    return is_path(source) and os.fspath(source).lower().endswith(".nwb")
+
+
+@register_format("nwb", _is_nwb_file, "a Neurodata Without Borders (.nwb) file")
 def load_nwb(
     path,
     *,
@@ -53,17 +63,17 @@ def load_nwb(
     image_size: tuple[int, int] | None = None,
     behavior=None,
     pupil_center: str | None = None,
-    split: str = "auto",
+    tier_rule: str = "auto",
     test_fraction: float = 0.15,
     validation_fraction: float = 0.1,
     seed: int = 0,
-) -> StaticData:
+) -> Recording:
     """Reads an NWB two-photon recording of static image presentations.
 
     Series and tables are named by their path in the file, e.g.
     ``"processing/ophys/DfOverF/dff"``, or by any ``/``-separated tail of it
     (``"DfOverF/dff"``, ``"dff"``) that names only one. Left out, the only
-    candidate is taken; with several, a :class:`StaticDataError` lists them.
+    candidate is taken; with several, a :class:`RecordingError` lists them.
 
     Each presentation is one trial. Its response is each ROI's trace averaged
     over the samples ``t`` with ``onset + window[0] <= t < onset + window[1]``;
@@ -78,7 +88,7 @@ def load_nwb(
     the blank screen) are left out.
 
     Tiers split the images, so all presentations of an image share a tier.
-    ``split="auto"``: if some images are shown once and others repeatedly, the
+    ``tier_rule="auto"``: if some images are shown once and others repeatedly, the
     repeated ones are the test tier (as in the published mouse V1 data,
     :func:`~keras_sysid.data.load_static`), else (every image repeated, as in
     the Allen Brain Observatory, or none) a random ``test_fraction`` of the
@@ -112,13 +122,13 @@ def load_nwb(
             series give 1 or ``k`` columns of ``(trials, sum k)``.
         pupil_center: Name of a ``TimeSeries``/``SpatialSeries`` with two
             columns, averaged over the windows into ``(trials, 2)``.
-        split: ``"auto"``, ``"repeated"`` or ``"fraction"`` (see above).
+        tier_rule: ``"auto"``, ``"repeated"`` or ``"fraction"`` (see above).
         test_fraction: Share of images in the test tier, when split by fraction.
         validation_fraction: Share of the non-test images for validation.
         seed: Seed of the tier draws.
 
     Returns:
-        A :class:`StaticData`: ``images (trials, H, W, 1)`` float32 in the
+        A :class:`Recording`: ``images (trials, H, W, 1)`` float32 in the
         stored units (uint8 stays 0..255, floats in 0..1 stay 0..1: models
         built by :mod:`keras_sysid` standardise images in ``adapt``; colour is
         converted to grey, BT.601 luma); ``responses (trials, N)`` float32 in
@@ -133,8 +143,8 @@ def load_nwb(
 
     Raises:
         ImportError: pynwb is not installed.
-        ValueError: bad arguments (window, image_size, fractions, split).
-        StaticDataError: a missing, unreadable or non-NWB file; no or several
+        ValueError: bad arguments (window, image_size, fractions, tier_rule).
+        RecordingError: a missing, unreadable or non-NWB file; no or several
             candidate series; timestamps that do not strictly increase; a
             window outside the recording or with no sample; NaN/inf inside a
             window; an ROI table that does not match the data's columns; an
@@ -150,34 +160,34 @@ def load_nwb(
     """
     window = _checked_window(window)
     image_size = _checked_image_size(image_size)
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}; got {split!r}.")
+    if tier_rule not in TIER_RULES:
+        raise ValueError(f"tier_rule must be one of {TIER_RULES}; got {tier_rule!r}.")
     for label, value in (("test_fraction", test_fraction), ("validation_fraction", validation_fraction)):
         if not 0.0 < float(value) < 1.0:
             raise ValueError(f"{label} must lie between 0 and 1; got {value}.")
     behavior = [behavior] if isinstance(behavior, str) else list(behavior or [])
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise StaticDataError(f"{path}: no such file.")
+        raise RecordingError(f"{path}: no such file.")
     pynwb = _import_pynwb()
 
     try:
         io = pynwb.NWBHDF5IO(path, "r")
     except Exception as error:  # h5py and hdmf raise OSError, ValueError, KeyError... for non-NWB input
-        raise StaticDataError(f"{path}: not a readable NWB (HDF5) file ({type(error).__name__}: {error}).") from None
+        raise RecordingError(f"{path}: not a readable NWB (HDF5) file ({type(error).__name__}: {error}).") from None
     try:
         try:
             nwbfile = io.read()
         except Exception as error:  # as above: an HDF5 file that is not NWB fails deep in hdmf
-            raise StaticDataError(f"{path}: not a readable NWB file ({type(error).__name__}: {error}).") from None
+            raise RecordingError(f"{path}: not a readable NWB file ({type(error).__name__}: {error}).") from None
         return _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, window, image_size,
-                     behavior, pupil_center, split, test_fraction, validation_fraction, seed)
+                     behavior, pupil_center, tier_rule, test_fraction, validation_fraction, seed)
     finally:
         io.close()
 
 
 def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, window, image_size, behavior,
-          pupil_center, split, test_fraction, validation_fraction, seed) -> StaticData:
+          pupil_center, tier_rule, test_fraction, validation_fraction, seed) -> Recording:
     series, tables, image_sets = _inventory(pynwb, nwbfile)
     recorded = {key: value for key, value in series.items() if not key.startswith("stimulus/")}
 
@@ -190,7 +200,7 @@ def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, windo
     where = f"{path}: {response_path}"
     shape = _shape(trace.data)
     if len(shape) not in (1, 2):
-        raise StaticDataError(f"{where}: data has shape {shape}; expected (samples, rois).")
+        raise RecordingError(f"{where}: data has shape {shape}; expected (samples, rois).")
     n_rois = shape[1] if len(shape) == 2 else 1
     unit_ids, rows, table = _roi_ids(trace, where, n_rois)
     times = _times(trace, where)
@@ -198,7 +208,7 @@ def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, windo
     stim = _stimulus(pynwb, stimulus, images, index_column, series, tables, image_sets, path)
     keep = np.ones(len(stim.onsets), bool) if stim.index is None else stim.index >= 0
     if not keep.any():
-        raise StaticDataError(f"{path}: {stim.path}: every presentation is blank (negative image index).")
+        raise RecordingError(f"{path}: {stim.path}: every presentation is blank (negative image index).")
     if window is None:
         period = float(np.median(np.diff(stim.onsets))) if len(stim.onsets) > 1 else 0.0
         if trace.rate:
@@ -209,8 +219,8 @@ def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, windo
     onsets = stim.onsets[keep]
     presentations = np.flatnonzero(keep)
     bounds = _window_bounds(times, onsets, presentations, window, where, stim.path)
-    split_rule = (split, test_fraction, validation_fraction, seed, f"{path}: {stim.path}")
-    tiers = None if stim.index is None else _assign_tiers(stim.index[keep], *split_rule)
+    tier_args = (tier_rule, test_fraction, validation_fraction, seed, f"{path}: {stim.path}")
+    tiers = None if stim.index is None else assign_tiers(stim.index[keep], *tier_args)
 
     state = []
     for names, label in ((behavior, "behavior"), ([pupil_center] if pupil_center else [], "pupil_center")):
@@ -221,9 +231,9 @@ def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, windo
             state_where = f"{path}: {state_path}"
             columns = _shape(state_series.data)
             if label == "pupil_center" and (len(columns) != 2 or columns[1] != 2):
-                raise StaticDataError(f"{state_where}: data has shape {columns}; a pupil centre needs (samples, 2).")
+                raise RecordingError(f"{state_where}: data has shape {columns}; a pupil centre needs (samples, 2).")
             if len(columns) not in (1, 2):
-                raise StaticDataError(f"{state_where}: data has shape {columns}; expected (samples,) or (samples, k).")
+                raise RecordingError(f"{state_where}: data has shape {columns}; expected (samples,) or (samples, k).")
             state_times = _times(state_series, state_where)
             state.append((label, state_series, state_where,
                           _window_bounds(state_times, onsets, presentations, window, state_where, stim.path)))
@@ -243,15 +253,15 @@ def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, windo
 
     templates, image_ids = stim.load(keep)
     if tiers is None:  # layout (c): the images are known only from the frames
-        tiers = _assign_tiers(image_ids, *split_rule)
+        tiers = assign_tiers(image_ids, *tier_args)
     if image_size is not None:
-        templates = _resize(templates, image_size)
+        templates = resize_images(templates, image_size)
 
     neurons = {"unit_ids": unit_ids}
     centroids = _roi_centroids(table, rows)
     if centroids is not None:
         neurons["roi_centroid"] = centroids
-    return StaticData(
+    return Recording(
         images=templates[image_ids][..., None],
         responses=response_means,
         tiers=tiers,
@@ -343,18 +353,18 @@ def _pick(name, candidates: dict, what: str, path: str, argument: str, looked: s
         if len(paths) == 1:
             return paths[0]
         if not paths:
-            raise StaticDataError(
+            raise RecordingError(
                 f"{path}: no {what} found (looked {looked}); the file holds {list(present) or 'no series'}."
             )
-        raise StaticDataError(f"{path}: holds several {what}: {paths}; choose one with {argument}=, "
+        raise RecordingError(f"{path}: holds several {what}: {paths}; choose one with {argument}=, "
                               f"e.g. {argument}={paths[0]!r}.")
     key = str(name).strip("/")
     matches = [candidate for candidate in paths if candidate == key or candidate.endswith("/" + key)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise StaticDataError(f"{path}: no {what} named {name!r} ({argument}=); candidates: {paths or 'none'}.")
-    raise StaticDataError(f"{path}: {argument}={name!r} names several {what}: {matches}; give a longer path.")
+        raise RecordingError(f"{path}: no {what} named {name!r} ({argument}=); candidates: {paths or 'none'}.")
+    raise RecordingError(f"{path}: {argument}={name!r} names several {what}: {matches}; give a longer path.")
 
 
 def _times(series, where: str) -> np.ndarray:
@@ -363,24 +373,24 @@ def _times(series, where: str) -> np.ndarray:
     if series.timestamps is not None:
         times = np.asarray(series.timestamps[:], dtype="float64")
         if times.shape != (n_samples,):
-            raise StaticDataError(f"{where}: has {times.shape[0] if times.ndim else 0} timestamps "
+            raise RecordingError(f"{where}: has {times.shape[0] if times.ndim else 0} timestamps "
                                   f"but {n_samples} samples.")
     elif series.rate:
         times = float(series.starting_time or 0.0) + np.arange(n_samples) / float(series.rate)
     else:
-        raise StaticDataError(f"{where}: has neither timestamps nor a sampling rate.")
+        raise RecordingError(f"{where}: has neither timestamps nor a sampling rate.")
     return _increasing(times, where, "timestamps")
 
 
 def _increasing(times: np.ndarray, where: str, what: str) -> np.ndarray:
     if times.size == 0:
-        raise StaticDataError(f"{where}: has no samples.")
+        raise RecordingError(f"{where}: has no samples.")
     if not np.all(np.isfinite(times)):
-        raise StaticDataError(f"{where}: {what} hold NaN or inf (first at {int(np.argmin(np.isfinite(times)))}).")
+        raise RecordingError(f"{where}: {what} hold NaN or inf (first at {int(np.argmin(np.isfinite(times)))}).")
     backwards = np.flatnonzero(np.diff(times) <= 0)
     if backwards.size:
         i = int(backwards[0])
-        raise StaticDataError(f"{where}: {what} do not strictly increase: [{i}] = {times[i]:.6g} s, "
+        raise RecordingError(f"{where}: {what} do not strictly increase: [{i}] = {times[i]:.6g} s, "
                               f"[{i + 1}] = {times[i + 1]:.6g} s.")
     return times
 
@@ -389,14 +399,14 @@ def _roi_ids(trace, where: str, n_rois: int):
     """``(unit_ids (N,), rows (N,), table)`` of the series' ROIs."""
     region = getattr(trace, "rois", None)
     if region is None:
-        raise StaticDataError(f"{where}: has no rois table region.")
+        raise RecordingError(f"{where}: has no rois table region.")
     rows = np.asarray(region.data[:], dtype="int64").reshape(-1)
     if rows.size != n_rois:
-        raise StaticDataError(f"{where}: data has {n_rois} ROI columns but its rois region lists {rows.size} ROIs.")
+        raise RecordingError(f"{where}: data has {n_rois} ROI columns but its rois region lists {rows.size} ROIs.")
     table = region.table
     ids = np.asarray(table.id.data[:], dtype="int64")
     if rows.size and (rows.min() < 0 or rows.max() >= len(ids)):
-        raise StaticDataError(f"{where}: rois region points at row {int(rows.max())}, "
+        raise RecordingError(f"{where}: rois region points at row {int(rows.max())}, "
                               f"but the table {table.name} has {len(ids)} rows.")
     return ids[rows], rows, table
 
@@ -437,7 +447,7 @@ class _Stimulus:
                 ids[digest] = len(first)
                 first.append(row)
             frame_ids[row] = ids[digest]
-        return _grey(frames[first], self.path, stack=True), frame_ids[keep]
+        return grey_images(frames[first], self.path, stack=True), frame_ids[keep]
 
 
 def _stimulus(pynwb, name, images, index_column, series, tables, image_sets, path) -> _Stimulus:
@@ -451,7 +461,7 @@ def _stimulus(pynwb, name, images, index_column, series, tables, image_sets, pat
         # Name the missing column rather than "no such stimulus" when the table exists.
         for key, table in tables.items():
             if key.endswith("/" + name.strip("/")) or key == name.strip("/"):
-                raise StaticDataError(
+                raise RecordingError(
                     f"{path}: {key}: has no image index column ({index_column or ' or '.join(INDEX_COLUMNS)}); "
                     f"its columns are {list(table.colnames)}; name it with index_column=."
                 )
@@ -466,7 +476,7 @@ def _stimulus(pynwb, name, images, index_column, series, tables, image_sets, pat
     if isinstance(obj, pynwb.epoch.TimeIntervals):
         column = columns[stimulus_path]
         if isinstance(column, list):
-            raise StaticDataError(f"{where}: has several image index columns {column}; choose one with index_column=.")
+            raise RecordingError(f"{where}: has several image index columns {column}; choose one with index_column=.")
         onsets = _increasing(np.asarray(obj["start_time"].data[:], dtype="float64"), where, "start times")
         set_path = _pick(images, image_sets, "image set (Images or ImageSeries)", path, "images",
                          "in stimulus/templates/", sorted(image_sets))
@@ -480,7 +490,7 @@ def _stimulus(pynwb, name, images, index_column, series, tables, image_sets, pat
     if isinstance(obj, pynwb.image.IndexSeries):
         target = obj.indexed_images if obj.indexed_images is not None else obj.indexed_timeseries
         if target is None:
-            raise StaticDataError(f"{where}: links neither indexed_images nor indexed_timeseries.")
+            raise RecordingError(f"{where}: links neither indexed_images nor indexed_timeseries.")
         count, loader = _image_set(pynwb, target, f"{where} -> {target.name}")
         index = _checked_index(obj.data[:], where, count, target.name)
         return _Stimulus(stimulus_path, onsets, index, loader)
@@ -508,10 +518,10 @@ def _image_set(pynwb, obj, where):
             pictures = [obj.images[key] for key in sorted(obj.images, key=_natural_key)]
 
         def load():
-            greys = [_grey(np.asarray(picture.data[:]), f"{where}/{picture.name}") for picture in pictures]
+            greys = [grey_images(np.asarray(picture.data[:]), f"{where}/{picture.name}") for picture in pictures]
             shapes = {grey.shape for grey in greys}
             if len(shapes) > 1:
-                raise StaticDataError(f"{where}: images differ in size ({sorted(shapes)}); "
+                raise RecordingError(f"{where}: images differ in size ({sorted(shapes)}); "
                                       "image_size= cannot help: their aspect would differ.")
             return np.stack(greys)
 
@@ -521,8 +531,8 @@ def _image_set(pynwb, obj, where):
         external = getattr(obj, "external_file", None)
         reason = "its frames are in external files, which load_nwb does not read" if external is not None else \
             f"data has shape {shape}; expected (images, H, W[, 3])"
-        raise StaticDataError(f"{where}: {reason}.")
-    return shape[0], lambda: _grey(np.asarray(obj.data[:]), where, stack=True)
+        raise RecordingError(f"{where}: {reason}.")
+    return shape[0], lambda: grey_images(np.asarray(obj.data[:]), where, stack=True)
 
 
 def _natural_key(name: str):
@@ -532,15 +542,15 @@ def _natural_key(name: str):
 def _checked_index(raw, where: str, count: int, images_name: str) -> np.ndarray:
     index = np.asarray(raw)
     if index.ndim != 1 or not np.issubdtype(index.dtype, np.number):
-        raise StaticDataError(f"{where}: image indices must be a 1-D array of numbers; got {index.dtype} "
+        raise RecordingError(f"{where}: image indices must be a 1-D array of numbers; got {index.dtype} "
                               f"of shape {index.shape}.")
     if np.issubdtype(index.dtype, np.floating):
         bad = ~np.isfinite(index) | (index != np.round(index))
         if bad.any():
-            raise StaticDataError(f"{where}: image index [{int(np.argmax(bad))}] = {index[bad][0]} is not an integer.")
+            raise RecordingError(f"{where}: image index [{int(np.argmax(bad))}] = {index[bad][0]} is not an integer.")
     past = np.flatnonzero(index >= count)
     if past.size:
-        raise StaticDataError(f"{where}: presentation {int(past[0])} shows image {int(index[past[0]])}, but "
+        raise RecordingError(f"{where}: presentation {int(past[0])} shows image {int(index[past[0]])}, but "
                               f"{images_name} holds only {count} images.")
     return index.astype("int64")
 
@@ -552,7 +562,7 @@ def _window_bounds(times, onsets, presentations, window, where, stimulus_path):
     outside = np.flatnonzero((start < times[0]) | (stop > times[-1] + step))
     if outside.size:
         i = int(outside[0])
-        raise StaticDataError(
+        raise RecordingError(
             f"{where}: the window [{start[i]:.6g}, {stop[i]:.6g}) s of presentation {int(presentations[i])} of "
             f"{stimulus_path} (onset {onsets[i]:.6g} s) lies outside the recording ({times[0]:.6g} to "
             f"{times[-1] + step:.6g} s); {outside.size} of {len(onsets)} presentations do."
@@ -562,7 +572,7 @@ def _window_bounds(times, onsets, presentations, window, where, stimulus_path):
     empty = np.flatnonzero(last <= first)
     if empty.size:
         i = int(empty[0])
-        raise StaticDataError(
+        raise RecordingError(
             f"{where}: no sample in the window [{start[i]:.6g}, {stop[i]:.6g}) s of presentation "
             f"{int(presentations[i])} of {stimulus_path}; widen window= (samples are {step:.3g} s apart)."
         )
@@ -574,7 +584,7 @@ def _window_means(series, bounds, where, labels, times, presentations) -> np.nda
     first, last = bounds
     values = np.asarray(series.data[:])
     if not np.issubdtype(values.dtype, np.number):
-        raise StaticDataError(f"{where}: holds {values.dtype} values; expected numbers.")
+        raise RecordingError(f"{where}: holds {values.dtype} values; expected numbers.")
     values = values.reshape(len(values), -1)
     finite = np.isfinite(values)
     if not finite.all():
@@ -587,7 +597,7 @@ def _window_means(series, bounds, where, labels, times, presentations) -> np.nda
             sample, column = (int(v) for v in np.argwhere(bad)[0])
             trial = int(np.flatnonzero((first <= sample) & (sample < last))[0])
             when = f" (t = {times[sample]:.6g} s)" if times is not None else ""
-            raise StaticDataError(f"{where}: NaN or inf in {labels[column]} at sample {sample}{when}, inside the "
+            raise RecordingError(f"{where}: NaN or inf in {labels[column]} at sample {sample}{when}, inside the "
                                   f"window of presentation {int(presentations[trial])}.")
         values = np.where(finite, values, 0)
     sums = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0, dtype="float64")])
@@ -595,64 +605,3 @@ def _window_means(series, bounds, where, labels, times, presentations) -> np.nda
     conversion = float(getattr(series, "conversion", 1.0) or 1.0)
     offset = float(getattr(series, "offset", 0.0) or 0.0)
     return (means * conversion + offset).astype("float32")
-
-
-def _grey(array: np.ndarray, where: str, stack: bool = False) -> np.ndarray:
-    """``(H, W)`` (or ``(M, H, W)`` with ``stack``) float32 grey image(s) in the stored units."""
-    base = 3 if stack else 2
-    if not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
-        raise StaticDataError(f"{where}: holds {array.dtype} values; expected pixel numbers.")
-    if array.ndim == base + 1 and array.shape[-1] in (3, 4):  # RGB(A): alpha is dropped
-        return np.tensordot(array[..., :3].astype("float32"), _LUMA, axes=([-1], [0]))
-    if array.ndim == base + 1 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim != base:
-        raise StaticDataError(f"{where}: images have shape {array.shape}; expected "
-                              f"{'(images, H, W[, 3])' if stack else '(H, W[, 3])'}.")
-    return array.astype("float32")
-
-
-def _resize(images: np.ndarray, size) -> np.ndarray:
-    """``(M, H, W)`` images resized to ``(M, *size)`` by area averaging, each axis on its own."""
-
-    def weights(n_in, n_out):
-        # Row i: the share of output pixel i's span [i, i + 1) * n_in / n_out that each input pixel covers.
-        scale = n_in / n_out
-        low = np.arange(n_out)[:, None] * scale
-        pixel = np.arange(n_in)[None, :]
-        overlap = np.minimum(low + scale, pixel + 1) - np.maximum(low, pixel)
-        return (np.clip(overlap, 0, None) / scale).astype("float32")
-
-    rows, columns = weights(images.shape[1], size[0]), weights(images.shape[2], size[1])
-    return np.einsum("ih,mhw,jw->mij", rows, images, columns, optimize=True)
-
-
-def _assign_tiers(image_ids, split, test_fraction, validation_fraction, seed, where) -> np.ndarray:
-    """``(trials,)`` tier names; all presentations of an image share one (rule: :func:`load_nwb`)."""
-    unique, counts = np.unique(image_ids, return_counts=True)
-    repeated = counts > 1
-    rng = np.random.default_rng(seed)
-    if split == "auto":
-        split = "repeated" if repeated.any() and not repeated.all() else "fraction"
-    if split == "repeated":
-        if not repeated.any():
-            raise StaticDataError(f"{where}: no image is shown more than once, so split='repeated' has no test images.")
-        test, rest = unique[repeated], unique[~repeated]
-        if len(rest) < 2:
-            raise StaticDataError(
-                f"{where}: {len(test)} images are repeated (the test tier) and only {len(rest)} shown once, "
-                "too few for train and validation; pass split='fraction' to draw the test images at random."
-            )
-    else:
-        if len(unique) < 3:
-            raise StaticDataError(f"{where}: shows {len(unique)} distinct images; train, validation and test "
-                                  "need at least 3.")
-        n_test = min(max(1, int(round(test_fraction * len(unique)))), len(unique) - 2)
-        shuffled = rng.permutation(unique)
-        test, rest = shuffled[:n_test], shuffled[n_test:]
-    n_validation = min(max(1, int(round(validation_fraction * len(rest)))), len(rest) - 1)
-    validation = rng.permutation(rest)[:n_validation]
-    tiers = np.full(len(image_ids), "train", dtype="<U10")
-    tiers[np.isin(image_ids, test)] = "test"
-    tiers[np.isin(image_ids, validation)] = "validation"
-    return tiers
