@@ -59,6 +59,8 @@ class Recording:
             ``cell_motor_coordinates (N, 3)``.
         trials: other per-trial metadata (``meta/trials/*``), ``(trials, ...)``.
         name: the data set's name (its root folder, or the file name).
+        provenance: what the reader chose, for people to read (e.g. the NWB
+            response series, stimulus and window); not part of the fingerprint.
 
     Treat the arrays as read-only: :meth:`fingerprint` is computed once and kept.
     """
@@ -72,6 +74,7 @@ class Recording:
     neurons: dict = dataclasses.field(default_factory=dict)
     trials: dict = dataclasses.field(default_factory=dict)
     name: str = ""
+    provenance: dict = dataclasses.field(default_factory=dict, compare=False)
     _fingerprint: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
