@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 
 import keras
 import numpy as np
+
+from keras_sysid import atomic_files
 
 _POINTER = "progress.json"
 
@@ -48,17 +51,6 @@ def fingerprint_differences(saved, current, prefix: str = "", labels=("saved", "
     if saved == current:
         return []
     return [f"{prefix or 'fingerprint'}: {was} {json.dumps(saved)}, {now} {json.dumps(current)}"]
-
-
-def write_json_atomically(value, path: str, indent: int | None = None) -> None:
-    """Writes ``value`` as JSON to ``path`` so that a crash, even ``kill -9``,
-    leaves either the old file or the new one, never half of one."""
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=indent)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -120,6 +112,15 @@ class TrainingBackup(keras.callbacks.Callback):
         """Whether an earlier run already ended (stopped early or ran out of epochs)."""
         return bool(self._progress and self._progress.get("finished"))
 
+    def continues_to(self, max_epochs: int) -> bool:
+        """Whether a finished run goes on under ``max_epochs``: it ran out of fewer epochs, it did not stop early.
+
+        Backups written before this was recorded count as stopped early.
+        """
+        progress = self._progress or {}
+        return (self.finished() and progress.get("stopped_early") is False
+                and progress["completed_epochs"] < int(max_epochs))
+
     def history(self) -> dict:
         """The logs of the finished epochs, ``{metric: [value per epoch]}``."""
         return {} if self._progress is None else {k: list(v) for k, v in self._progress["history"].items()}
@@ -163,20 +164,27 @@ class TrainingBackup(keras.callbacks.Callback):
         self._write(epoch + 1, finished=False)
 
     def on_train_end(self, logs=None):
-        self._write(len(next(iter(self._history.values()), [])), finished=True)
+        # stop_training: the schedule (or a NaN) ended the fit, not the epoch limit.
+        self._write(len(next(iter(self._history.values()), [])), finished=True,
+                    stopped_early=bool(getattr(self.model, "stop_training", False)))
 
-    def _write(self, completed_epochs: int, finished: bool) -> None:
+    def _write(self, completed_epochs: int, finished: bool, stopped_early: bool | None = None) -> None:
         os.makedirs(self.directory, exist_ok=True)
         name = f"epoch{completed_epochs:05d}" + ("-final" if finished else "")
-        folder = os.path.join(self.directory, name)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder)
-        self.model.save_weights(os.path.join(folder, "model.weights.h5"))
+        # Written in full under a temporary name, flushed to disk, then renamed: the pointer only
+        # ever names a complete folder.
+        staging = tempfile.mkdtemp(prefix=f".{name}.", dir=self.directory)
+        self.model.save_weights(os.path.join(staging, "model.weights.h5"))
         schedule_state = None
         if self.schedule is not None:
             schedule_state, best_weights = self.schedule.get_state()
-            np.savez(os.path.join(folder, "schedule_best_weights.npz"),
+            np.savez(os.path.join(staging, "schedule_best_weights.npz"),
                      **{f"w{i}": w for i, w in enumerate(best_weights or [])})
+        for entry in os.listdir(staging):
+            atomic_files.fsync_path(os.path.join(staging, entry))
+        folder = os.path.join(self.directory, name)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
         progress = {
             "completed_epochs": completed_epochs,
             "finished": finished,
@@ -187,8 +195,10 @@ class TrainingBackup(keras.callbacks.Callback):
             "fingerprint": self.fingerprint,
             # Earlier runs' time plus this run's: a resumed fit reports its whole cost.
             "seconds": round(self._seconds_before + time.perf_counter() - self._started, 1),
+            "max_epochs": int(self.params.get("epochs", 0)) if self.params else None,
+            "stopped_early": stopped_early,
         }
-        write_json_atomically(progress, os.path.join(self.directory, _POINTER))
+        atomic_files.write_json(progress, os.path.join(self.directory, _POINTER))
         for entry in os.listdir(self.directory):
-            if entry.startswith("epoch") and entry != name:
+            if (entry.startswith("epoch") and entry != name) or (entry.startswith(".epoch") and entry != name):
                 shutil.rmtree(os.path.join(self.directory, entry), ignore_errors=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import keras
 import numpy as np
 
@@ -169,9 +172,15 @@ def fit_with_schedule(
             epoch (or, if that run had finished, just loads its result); with
             an :class:`~keras_sysid.data.pipeline.EpochStream` the result equals
             an uninterrupted run's.
-        fingerprint: The run's config, stored with the backup; resuming a
-            backup with another fingerprint raises
-            :class:`~keras_sysid.resume.BackupError`.
+        fingerprint: The run's key, stored with the backup; resuming a
+            backup with another key raises
+            :class:`~keras_sysid.resume.BackupError`. ``None`` with a
+            ``backup_dir``: a key proved from the model's config and starting
+            weights, the data (arrays or ``EpochStream``; a ``tf.data``
+            dataset cannot be hashed and needs ``fingerprint``) and the
+            settings, so a backup of another run is never restored.
+            ``max_epochs`` is in no key: a finished fit that ran out of
+            epochs continues when given more.
         jit_compile: ``True``, ``False``, ``"auto"`` (Keras' choice) or ``None``
             (the fastest measured on this device kind, see :mod:`keras_sysid.devices`).
         batch_size: Batch size when ``train_data`` is arrays.
@@ -215,22 +224,77 @@ def fit_with_schedule(
             shuffle=hasattr(data, "shape"),
         )
 
-    return _fit_resumably(model, run_fit, callbacks, len(callbacks), schedule, backup_dir, fingerprint, verbose)
+    if backup_dir is not None and fingerprint is None:
+        fingerprint = automatic_key(model, {"train": train_data, "validation": validation_data},
+                                    {"learning_rate": learning_rate, "patience": patience, "n_decays": n_decays,
+                                     "monitor": monitor, "batch_size": batch_size, "seed": seed})
+    return _fit_resumably(model, run_fit, callbacks, len(callbacks), schedule, backup_dir, fingerprint, verbose,
+                          max_epochs)
+
+
+def automatic_key(model: keras.Model, data: dict, settings: dict) -> dict:
+    """A backup key that proves the run: the model's config and starting weights, the data's content, the settings.
+
+    Args:
+        model: The model before training (its weights as initialised or adapted).
+        data: ``{name: arrays, EpochStream or dict of them}``.
+        settings: The fit's settings (JSON-able).
+
+    Raises:
+        ValueError: data whose content cannot be hashed (a ``tf.data`` dataset, a generator).
+    """
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return {"model": hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode()).hexdigest(),
+            "weights": digest.hexdigest(),
+            "data": {name: _content_digest(value, name) for name, value in data.items()},
+            "settings": settings, "backend": keras.backend.backend()}
+
+
+def _content_digest(value, name: str) -> str:
+    digest = hashlib.sha256()
+
+    def feed(item):
+        if isinstance(item, EpochStream):
+            feed(item.images)
+            feed(item.responses)
+            digest.update(repr((item.batch_size, item.seed, item.passes_per_epoch)).encode())
+        elif isinstance(item, dict):
+            for key in sorted(item):
+                digest.update(str(key).encode())
+                feed(item[key])
+        elif isinstance(item, (tuple, list)):
+            for part in item:
+                feed(part)
+        elif validation.is_array_like(item):
+            array = np.ascontiguousarray(item)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
+        else:
+            raise ValueError(
+                f"backup_dir: the {name} data is a {type(item).__name__}, whose content cannot be hashed to prove "
+                "that a backup is of this run; pass fingerprint= (a dict of everything the run depends on) or give "
+                "arrays.")
+
+    feed(value)
+    return digest.hexdigest()
 
 
 def _fit_resumably(model, run_fit, callbacks: list, backup_position: int, schedule, backup_dir, key,
-                   verbose) -> keras.callbacks.History:
+                   verbose, max_epochs: int) -> keras.callbacks.History:
     """Calls ``run_fit(all_callbacks, initial_epoch)``, resuming from a backup in ``backup_dir`` when one is given.
 
     The :class:`~keras_sysid.resume.TrainingBackup` (keyed by ``key``) goes in
     at ``backup_position`` among the callbacks; a finished backup is restored
-    without training. With a backup the History covers the whole run, earlier
-    stretches included.
+    without training, unless it ran out of fewer epochs than ``max_epochs``
+    (then it continues). With a backup the History covers the whole run,
+    earlier stretches included.
     """
     if backup_dir is None:
         return run_fit(callbacks, 0)
     backup = TrainingBackup(backup_dir, schedule, key)
-    if backup.finished():
+    if backup.finished() and not backup.continues_to(max_epochs):
         backup.restore(model)
         return _history_of(model, backup.history())
     initial_epoch = backup.completed_epochs()
@@ -385,7 +449,9 @@ def fit_sessions(
                          shuffle=False)
 
     # The backup goes right after the schedule, whose state it saves, and before the caller's callbacks.
-    return _fit_resumably(model, run_fit, callbacks, 2, schedule, backup_dir, key, verbose)
+    if fingerprint is None and backup_dir is not None:
+        key["run"] = automatic_key(model, {"train": train_data, "validation": validation_data}, {})
+    return _fit_resumably(model, run_fit, callbacks, 2, schedule, backup_dir, key, verbose, max_epochs)
 
 
 def _set_trainable_parts(model, trained: set, core: bool) -> None:

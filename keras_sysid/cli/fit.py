@@ -91,7 +91,8 @@ from keras_sysid.experiments.presets import (
 )
 from keras_sysid.experiments.synthetic import run_synthetic
 from keras_sysid.multisession import session_name_for
-from keras_sysid.resume import BackupError, TrainingBackup, write_json_atomically
+from keras_sysid.atomic_files import write_json
+from keras_sysid.resume import BackupError, TrainingBackup
 
 _DATA = flags.DEFINE_multi_string(
     "data", None,
@@ -399,7 +400,7 @@ def fit_recordings(datasets: dict, settings: FitSettings, out: str, spec: dict, 
                 written.append(f"retinotopy{suffix}.png")
     except ImportError as error:
         print(f"figures skipped: {error}", flush=True)
-    write_json_atomically(results, os.path.join(out, "results.json"), indent=2)
+    write_json(results, os.path.join(out, "results.json"), indent=2)
     print(f"wrote {out}: {', '.join(written + ['results.json'])}", flush=True)
     return results
 

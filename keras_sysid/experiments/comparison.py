@@ -43,7 +43,8 @@ from keras_sysid.experiments.presets import (
     paper_core,
 )
 from keras_sysid.experiments.synthetic import model_for_population
-from keras_sysid.resume import fingerprint_differences, write_json_atomically
+from keras_sysid.atomic_files import write_json
+from keras_sysid.resume import fingerprint_differences
 from keras_sysid.training import fit_with_schedule
 
 TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "epochs", "seconds")
@@ -330,7 +331,7 @@ def run_mouse_v1(
                 oracle=scores.oracle, rf_positions=rf,
             )
             # results.json last: it marks the fit as finished.
-            write_json_atomically(row, results_path, indent=2)
+            write_json(row, results_path, indent=2)
         with np.load(os.path.join(folder, "scores.npz")) as saved:
             per_neuron[name] = {key: saved[key] for key in saved.files}
         log(f"  {name}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle"))
@@ -463,7 +464,7 @@ def run_synthetic_types(
             _, info = fit_synthetic_readout(readout, populations[n_types], settings, verbose)
             row = {"n_types": n_types, "n_neurons": n_types * settings.neurons_per_type,
                    "readout": readout, **info, "key": plan.key, "keras_sysid": keras_sysid_version()}
-            write_json_atomically(row, path, indent=2)
+            write_json(row, path, indent=2)
         log(f"  {n_types} types, {readout}: FEV {row['fev']:.3f} ({row['epochs']} epochs, {row['seconds']:.0f} s)")
         rows.append(row)
     write_table(rows, ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds"), out, "synthetic_types")

@@ -31,7 +31,7 @@ from keras_sysid.data.pipeline import EpochStream
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments.presets import linear_core, synthetic_readout
 from keras_sysid.models import build_model, variable_stats
-from keras_sysid.resume import write_json_atomically
+from keras_sysid.atomic_files import write_json
 from keras_sysid.training import fit_with_schedule
 
 
@@ -164,5 +164,5 @@ def run_modulation_proof(out: str, settings: ModulationProofSettings | None = No
                 result[label]["recovery"] = recovery(model, population.test, states["test"])
                 log(f"  recovery {result[label]['recovery']}")
     os.makedirs(out, exist_ok=True)
-    write_json_atomically(result, path, indent=2)
+    write_json(result, path, indent=2)
     return result

@@ -39,7 +39,8 @@ from keras_sysid.experiments.comparison import (
 )
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, FitSettings
 from keras_sysid.models import build_model, variable_stats
-from keras_sysid.resume import TrainingBackup, write_json_atomically
+from keras_sysid.atomic_files import write_json
+from keras_sysid.resume import TrainingBackup
 from keras_sysid.training import fit_with_schedule
 
 TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "trial_corr", "parameters", "minutes",
@@ -175,7 +176,7 @@ def _fit_or_read(plan: PlannedFit, spec, data, settings, log, verbose) -> dict:
     model.save(os.path.join(plan.folder, "model.keras"))
     row = {"model": plan.label, **info, "key": plan.key,
            "data_name": data.name, "keras_sysid": keras_sysid_version()}
-    write_json_atomically(row, plan.results_path, indent=2)  # last: it marks the fit as finished
+    write_json(row, plan.results_path, indent=2)  # last: it marks the fit as finished
     return row
 
 
@@ -240,7 +241,7 @@ def run_mouse_v1_sota(
     best_spec = SOTA_VARIANTS[best]
     choices = {"best_variant": best, "by": "best validation single-trial correlation",
                "validation": {name: _val_correlation(records[name]) for name in variants}}
-    write_json_atomically(choices, os.path.join(out, "choices.json"), indent=2)
+    write_json(choices, os.path.join(out, "choices.json"), indent=2)
     log(f"best variant on validation: {best}")
     extra = {}
     if "rival" not in best_spec:
@@ -281,7 +282,7 @@ def run_mouse_v1_sota(
     write_table(rows, TABLE_COLUMNS + ("oracle", "n_neurons", "n_trials"), out, "mouse_v1_sota")
     state = state_variability(data, "test")
     log("  test trial-to-trial variability: " + ", ".join(f"{k} {v:.3f}" for k, v in state.items()))
-    write_json_atomically(state, os.path.join(out, "trial_variability.json"), indent=2)
+    write_json(state, os.path.join(out, "trial_variability.json"), indent=2)
     return rows
 
 

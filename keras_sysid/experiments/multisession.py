@@ -37,7 +37,7 @@ from keras_sysid.experiments.comparison import keras_sysid_version, write_table
 from keras_sysid.experiments.mouse_v1_sota import build_variant, needs
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, SYNTHETIC_CORES, FitSettings, synthetic_readout
 from keras_sysid.models import build_model
-from keras_sysid.resume import write_json_atomically
+from keras_sysid.atomic_files import write_json
 from keras_sysid.training import fit_sessions, fit_with_schedule
 
 
@@ -215,7 +215,7 @@ def _row(name, fev: dict, epochs: dict, start: float, key: dict, val_correlation
 def _keep(row: dict, path: str | None) -> None:
     if path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_json_atomically(row, path, indent=2)
+        write_json(row, path, indent=2)
 
 
 # -- mouse V1: one scan cut into two sessions --------------------------------------------------
@@ -317,7 +317,7 @@ def _fit_stored(folder: str, key: dict, log, fit) -> tuple[keras.Model, dict]:
     info = {"epochs": epochs, "seconds": round(time.perf_counter() - start, 1),
             "parameters": int(model.count_params())}
     model.save(os.path.join(folder, "model.keras"))
-    write_json_atomically({"key": key, "info": info}, results, indent=2)
+    write_json({"key": key, "info": info}, results, indent=2)
     return model, info
 
 

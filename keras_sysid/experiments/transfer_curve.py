@@ -20,7 +20,7 @@ from keras_sysid.evaluation import scores_against_truth
 from keras_sysid.experiments.presets import SyntheticRunConfig
 from keras_sysid.models import SystemIdentificationModel
 from keras_sysid.positions import envelope_positions
-from keras_sysid.resume import write_json_atomically
+from keras_sysid.atomic_files import write_json
 from keras_sysid.training import fit_with_schedule
 from keras_sysid.transfer import fresh_copy, locate_new_neurons, with_new_readout
 
@@ -251,7 +251,7 @@ def _save_fits(path, settings: dict, fits: dict) -> None:
     if path is None:
         return
     # A killed run leaves the last complete file.
-    write_json_atomically({"settings": settings, "fits": [fits[key] for key in sorted(fits)]}, path, indent=1)
+    write_json({"settings": settings, "fits": [fits[key] for key in sorted(fits)]}, path, indent=1)
 
 
 def learning_curve_for_entry(name_or_path: str, **kwargs) -> list[dict]:
