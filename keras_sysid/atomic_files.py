@@ -28,7 +28,7 @@ def fsync_path(path: str) -> None:
 def _temporary_sibling(path: str, suffix: str = "") -> str:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp", dir=folder)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp" + suffix, dir=folder)
     os.close(descriptor)
     return temporary
 

@@ -77,6 +77,19 @@ def make_strategy(name: str = "default"):
     raise ValueError(f"Unknown strategy {name!r}; choose one of {STRATEGIES}.")
 
 
+def strategy_name(strategy) -> str:
+    """The name in :data:`STRATEGIES` of a strategy :func:`make_strategy` made (``None``: ``"default"``)."""
+    if strategy is None:
+        return "default"
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multiworker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "default"
+
+
 def task_index() -> int:
     """This process's task index in its ``TF_CONFIG`` cluster (0 outside one)."""
     return int(json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("index", 0))

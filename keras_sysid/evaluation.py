@@ -155,3 +155,30 @@ def scores_against_truth(model, split, batch_size: int = 256) -> dict:
         "fev": metrics.fev(split.clean_responses, prediction),
         "correlation": metrics.correlation(split.clean_responses, prediction),
     }
+
+
+def retinotopy(rf_positions: np.ndarray, cortical_positions: np.ndarray) -> dict:
+    """How well cortical position predicts learned RF position.
+
+    Args:
+        rf_positions: ``(N, 2)`` (row, column) in pixels.
+        cortical_positions: ``(N, >=2)``; the first two columns (x, y on
+            cortex) are used.
+
+    Returns:
+        ``r_row`` / ``r_column``: multiple correlation of each RF coordinate
+        with the cortical (x, y) position (linear fit), and ``pearson``:
+        ``{image axis: {cortical axis: r}}``.
+    """
+    rf = np.asarray(rf_positions, dtype="float64")
+    cortex = np.asarray(cortical_positions, dtype="float64")[:, :2]
+    design = np.column_stack([cortex, np.ones(len(cortex))])
+    result = {"pearson": {}}
+    for axis, label in enumerate(("row", "column")):
+        fitted = design @ np.linalg.lstsq(design, rf[:, axis], rcond=None)[0]
+        result[f"r_{label}"] = float(metrics.correlation(rf[:, axis:axis + 1], fitted[:, None])[0])
+        result["pearson"][label] = {
+            f"cortex_{name}": float(metrics.correlation(rf[:, axis:axis + 1], cortex[:, c:c + 1])[0])
+            for c, name in enumerate("xy")
+        }
+    return result

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -36,7 +37,7 @@ import socket
 import time
 
 from keras_sysid import atomic_files
-from keras_sysid.resume import fingerprint_differences
+from keras_sysid.resume import TrainingBackup, fingerprint_differences
 
 RESULTS = "results.json"
 _LOCK = ".lock"
@@ -48,6 +49,10 @@ class RunLockedError(RuntimeError):
 
 class RunKeyError(RuntimeError):
     """The run folder holds a run of another key."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A fit stopped by Ctrl-C; its message names the last epoch kept, from which the same call resumes."""
 
 
 def key_digest(key: dict, length: int = 8) -> str:
@@ -127,6 +132,15 @@ class Run:
             holder = _read_lock(self.path(_LOCK))
             if holder is not None and holder.get("pid") == os.getpid():
                 _remove(self.path(_LOCK))
+
+    @contextlib.contextmanager
+    def resumable(self):
+        """Turns Ctrl-C inside into :class:`RunInterrupted` naming the last epoch the backup kept."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            epochs = TrainingBackup(self.backup_dir).completed_epochs() if os.path.isdir(self.backup_dir) else 0
+            raise RunInterrupted(f"interrupted after epoch {epochs}: rerun the same command to resume.") from None
 
     # -- what the folder holds ------------------------------------------------
 

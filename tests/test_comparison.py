@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from keras_sysid import evaluation
 from keras_sysid.experiments import comparison
 
 
@@ -12,10 +13,10 @@ def test_retinotopy_of_a_rotated_linear_map_is_perfect():
     rng = np.random.default_rng(0)
     cortex = rng.uniform(-300, 300, (200, 3))
     rf = np.column_stack([0.02 * cortex[:, 0] + 0.01 * cortex[:, 1] + 10, -0.03 * cortex[:, 1] + 30])
-    result = comparison.retinotopy(rf, cortex)
+    result = evaluation.retinotopy(rf, cortex)
     assert result["r_row"] == pytest.approx(1.0) and result["r_column"] == pytest.approx(1.0)
     assert result["pearson"]["column"]["cortex_y"] == pytest.approx(-1.0)
-    shuffled = comparison.retinotopy(rng.permutation(rf), cortex)
+    shuffled = evaluation.retinotopy(rng.permutation(rf), cortex)
     assert abs(shuffled["r_row"]) < 0.3
 
 

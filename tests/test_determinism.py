@@ -22,7 +22,7 @@ _SCRIPT = textwrap.dedent(
     from keras_sysid.data import load_static
     from keras_sysid.experiments import presets, rivals
     from keras_sysid.experiments.presets import SyntheticRunConfig
-    from keras_sysid.experiments.synthetic import run_synthetic
+    from keras_sysid.recipes.synthetic import run_synthetic
 
     steps, tree = json.loads(sys.argv[1]), sys.argv[2]
     data = load_static(tree)

@@ -13,7 +13,7 @@ import pytest
 
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments.presets import SyntheticRunConfig
-from keras_sysid.experiments.synthetic import model_for
+from keras_sysid.recipes.synthetic import model_for
 from keras_sysid.resume import BackupError, TrainingBackup
 from keras_sysid.training import fit_with_schedule
 

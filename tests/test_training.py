@@ -3,7 +3,7 @@ import numpy as np
 
 import keras_sysid as ks
 from keras_sysid.experiments.presets import SyntheticRunConfig
-from keras_sysid.experiments.synthetic import run_synthetic
+from keras_sysid.recipes.synthetic import run_synthetic
 from keras_sysid.training import EarlyStoppingWithDecay, compile_model
 
 

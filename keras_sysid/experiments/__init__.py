@@ -2,13 +2,11 @@
 
 - :mod:`~keras_sysid.experiments.presets`: every setting, defined once (the
   paper's core, the synthetic readouts, the mouse V1 rivals, run configs).
-- :mod:`~keras_sysid.experiments.synthetic`: the synthetic runs (``tools/train.py``).
 - :mod:`~keras_sysid.experiments.rivals`: the paper's rivals fitted to real data.
 - :mod:`~keras_sysid.experiments.comparison`: Table 1 and Fig. 5e (``tools/reproduce.py``).
 - :mod:`~keras_sysid.experiments.transfer_curve`: the transfer learning curve (``tools/transfer.py``).
 - :mod:`~keras_sysid.experiments.zoo_recipes`: how each zoo entry is made (``tools/build_zoo.py``).
 - :mod:`~keras_sysid.experiments.benchmark`: speed and memory (``tools/benchmark.py``).
-- :mod:`~keras_sysid.experiments.plots`: the figures (matplotlib).
 
 Submodules are imported on first use, so ``import keras_sysid.experiments``
 costs nothing and needs no plotting library.
@@ -18,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("benchmark", "comparison", "plots", "presets", "rivals", "synthetic", "transfer_curve", "zoo_recipes")
+_SUBMODULES = ("benchmark", "comparison", "presets", "rivals", "transfer_curve", "zoo_recipes")
 
 
 def __getattr__(name):

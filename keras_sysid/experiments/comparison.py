@@ -31,8 +31,8 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, metrics
-from keras_sysid.data import RecordingError, load as load_recording
+from keras_sysid import evaluation
+from keras_sysid.data import load as load_recording
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.presets import (
@@ -42,7 +42,7 @@ from keras_sysid.experiments.presets import (
     SyntheticTypesSettings,
     paper_core,
 )
-from keras_sysid.experiments.synthetic import model_for_population
+from keras_sysid.recipes.synthetic import model_for_population
 from keras_sysid.atomic_files import write_json
 from keras_sysid.resume import fingerprint_differences
 from keras_sysid.training import fit_with_schedule
@@ -157,29 +157,6 @@ def check_stored_fits(planned: list[PlannedFit], overwrite: bool, this_data_name
                 os.remove(path)
 
 
-def check_scorable(data, path: str, tier: str = "test") -> None:
-    """Raises :class:`~keras_sysid.data.RecordingError` unless ``data``
-    has train and validation trials and a ``tier`` of repeated images to score on.
-
-    Scoring (:func:`~keras_sysid.evaluation.evaluate_model`) needs at least two
-    ``tier`` images, at least one of them shown more than once.
-    """
-    present = sorted(set(data.tiers.tolist()))
-    missing = [name for name in ("train", "validation", tier) if name not in present]
-    if missing:
-        raise RecordingError(
-            f"{path}: has no {' or '.join(repr(m) for m in missing)} trials (tiers present: {present}); "
-            f"a comparison fits on 'train', stops early on 'validation' and scores on repeated {tier!r} images."
-        )
-    groups = data.repeat_groups(tier)
-    repeated = sum(len(group) > 1 for group in groups)
-    if len(groups) < 2 or repeated < 1:
-        raise RecordingError(
-            f"{path}: its {tier!r} tier has {len(groups)} image(s), {repeated} shown more than once; scoring "
-            f"needs at least 2 {tier!r} images and repeats (trials sharing meta/trials/frame_image_id)."
-        )
-
-
 def keras_sysid_version() -> str:
     """The installed keras_sysid's version (recorded with every stored fit, not part of its key)."""
     import keras_sysid
@@ -191,33 +168,6 @@ def _note_version(row: dict, where: str, log) -> None:
     if row.get("keras_sysid") != keras_sysid_version():
         written_by = row.get("keras_sysid", "an unknown version")
         log(f"  note: {where} was written by keras_sysid {written_by}; this is {keras_sysid_version()} (not part of the key)")
-
-
-def retinotopy(rf_positions: np.ndarray, cortical_positions: np.ndarray) -> dict:
-    """How well cortical position predicts learned RF position.
-
-    Args:
-        rf_positions: ``(N, 2)`` (row, column) in pixels.
-        cortical_positions: ``(N, >=2)``; the first two columns (x, y on
-            cortex) are used.
-
-    Returns:
-        ``r_row`` / ``r_column``: multiple correlation of each RF coordinate
-        with the cortical (x, y) position (linear fit), and ``pearson``:
-        ``{image axis: {cortical axis: r}}``.
-    """
-    rf = np.asarray(rf_positions, dtype="float64")
-    cortex = np.asarray(cortical_positions, dtype="float64")[:, :2]
-    design = np.column_stack([cortex, np.ones(len(cortex))])
-    result = {"pearson": {}}
-    for axis, label in enumerate(("row", "column")):
-        fitted = design @ np.linalg.lstsq(design, rf[:, axis], rcond=None)[0]
-        result[f"r_{label}"] = float(metrics.correlation(rf[:, axis:axis + 1], fitted[:, None])[0])
-        result["pearson"][label] = {
-            f"cortex_{name}": float(metrics.correlation(rf[:, axis:axis + 1], cortex[:, c:c + 1])[0])
-            for c, name in enumerate("xy")
-        }
-    return result
 
 
 def write_table(rows: list[dict], columns, out: str, stem: str) -> None:
@@ -295,7 +245,7 @@ def run_mouse_v1(
     settings = settings or FitSettings()
     start = time.perf_counter()
     data = load_recording(data_path)
-    check_scorable(data, data_path)
+    data.check_fittable()
     log(f"read {data.name}: {data.n_trials} trials, {data.n_neurons} neurons, images {data.image_shape} "
         f"in {time.perf_counter() - start:.1f} s (sha256 {data.fingerprint()})")
     planned = [
@@ -321,7 +271,7 @@ def run_mouse_v1(
             rf = model.rf_positions()
             row = {"model": name, **scores.summary(), **info, "settings": dataclasses.asdict(settings)}
             if cortical is not None:
-                row["retinotopy"] = retinotopy(rf, cortical)
+                row["retinotopy"] = evaluation.retinotopy(rf, cortical)
             row.update(key=plan.key, data_name=data.name, data_path=os.path.abspath(data_path), keras_sysid=keras_sysid_version())
             os.makedirs(folder, exist_ok=True)
             model.save(os.path.join(folder, "model.keras"))
@@ -344,7 +294,7 @@ def run_mouse_v1(
 
 def _mouse_figures(per_neuron: dict, cortical, out: str, log) -> None:
     try:
-        from keras_sysid.experiments import plots
+        from keras_sysid import plots
 
         if "factorized" in per_neuron and len(per_neuron) > 1:
             plots.plot_correlation_pairs(
@@ -469,7 +419,7 @@ def run_synthetic_types(
         rows.append(row)
     write_table(rows, ("n_types", "n_neurons", "readout", "fev", "epochs", "seconds"), out, "synthetic_types")
     try:
-        from keras_sysid.experiments import plots
+        from keras_sysid import plots
 
         plots.plot_fev_by_types(rows, os.path.join(out, "synthetic_types.png"))
     except ImportError as error:

@@ -106,7 +106,7 @@ def against_truth(ground_truth: str, n_neurons: int = 100, out: str | None = Non
         np.save(os.path.join(out, "rf_centres.npy"), rfs.center)
         with open(os.path.join(out, "summary.json"), "w") as file:
             json.dump(summary, file, indent=2)
-        from keras_sysid.experiments import plots
+        from keras_sysid import plots
 
         shown = np.arange(min(8, n_neurons))
         pairs = np.concatenate([meis_truth.images[shown], meis_fitted.images[shown]])
@@ -179,7 +179,7 @@ def mouse_v1(model_name: str, data_path: str, out: str, n_best: int = 16, mei_st
     }
     with open(os.path.join(out, "summary.json"), "w") as file:
         json.dump(summary, file, indent=2)
-    from keras_sysid.experiments import plots
+    from keras_sysid import plots
 
     rows = report.table()
     plots.plot_mei_grid(report.meis.images, [f"{r['neuron']}: x{r['mei_to_natural_ratio']:.1f}" for r in rows],

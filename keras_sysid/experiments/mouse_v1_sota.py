@@ -18,30 +18,27 @@ backend) and resumes from ``out/<name>/backup`` when interrupted, as in
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
-import time
 
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, metrics, positions, readouts, trial_variability, zoo
-from keras_sysid.data import RecordingError, load as load_recording
+from keras_sysid import evaluation, metrics, trial_variability, zoo
+from keras_sysid.data import load as load_recording
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.comparison import (
     PlannedFit,
-    check_scorable,
     check_stored_fits,
     keras_sysid_version,
     write_table,
 )
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, FitSettings
-from keras_sysid.models import build_model, variable_stats
+from keras_sysid.recipes.build import build_for_recording as build_variant, needs  # noqa: F401  (tests build variants)
+from keras_sysid.recipes.fit import fit_model
 from keras_sysid.atomic_files import write_json
 from keras_sysid.resume import TrainingBackup
-from keras_sysid.training import fit_with_schedule
 
 TABLE_COLUMNS = ("model", "corr_single", "corr_avg", "feve", "frac_oracle", "trial_corr", "parameters", "minutes",
                  "val_correlation")
@@ -57,55 +54,6 @@ def factorized_variant(spec: dict) -> dict:
     return changed
 
 
-def needs(spec: dict) -> tuple[str, ...]:
-    """The data a variant's model takes: ``("images", ...)`` as ``model.input_names``."""
-    uses_behavior = bool(spec.get("behavior_channels")) or spec.get("modulator") is not None
-    return ("images",) + (("behavior",) if uses_behavior else ()) + (
-        ("pupil_center",) if spec.get("shifter") is not None else ())
-
-
-def build_variant(spec: dict, data, seed: int = 0, name: str = "sysid_model") -> keras.Model:
-    """Builds (does not fit) a variant for a :class:`~keras_sysid.data.Recording`.
-
-    Image, behaviour and pupil statistics of the train tier go inside the
-    model; a cortex readout gets ``meta/neurons/cell_motor_coordinates``; a
-    variant with ``"placement": "envelope"`` starts each neuron at its
-    spike-triggered envelope.
-
-    Raises:
-        RecordingError: the data lacks behaviour, pupil centre or cortical
-            coordinates the variant needs.
-    """
-    keras.utils.set_random_seed(seed)
-    train = data.indices("train")
-    inputs = data.model_inputs("train", needs(spec))  # raises if the data lacks a variable
-    scale = data.response_scale("train")
-    readout = dict(spec["readout"])
-    readout_class = readouts.registry()[readout["type"]]
-    if "seed" in inspect.signature(readout_class).parameters:
-        readout["seed"] = seed
-    cortex = readout["type"] == "cortex_gaussian"
-    if cortex and CORTEX_KEY not in data.neurons:
-        raise RecordingError(f"{data.name}: has no meta/neurons/{CORTEX_KEY}.npy, which cortex-predicted positions need.")
-    image_mean, image_std = data.image_statistics("train")
-    model = build_model(
-        n_neurons=data.n_neurons, image_shape=data.image_shape, core=spec["core"], readout=readout,
-        image_mean=image_mean, image_std=image_std,
-        mean_responses=(data.responses[train] / scale).mean(axis=0), name=name,
-        behavior_channels=bool(spec.get("behavior_channels")), shifter=spec.get("shifter"),
-        modulator=spec.get("modulator"),
-        behavior_stats=variable_stats(inputs["behavior"]) if isinstance(inputs, dict) and "behavior" in inputs else None,
-        pupil_stats=(variable_stats(inputs["pupil_center"])
-                     if isinstance(inputs, dict) and "pupil_center" in inputs else None),
-    )
-    if cortex:
-        model.readout.set_cortical_coordinates(data.neurons[CORTEX_KEY])
-    if spec.get("placement") == "envelope":
-        images = inputs["images"] if isinstance(inputs, dict) else inputs
-        model.place_neurons(positions.envelope_positions(images, data.responses[train]))
-    return model
-
-
 def variant_key(name: str, spec: dict, data, settings: FitSettings) -> dict:
     """Everything that determines a variant's fit (the rivals' key for ``{"rival": ...}``)."""
     if "rival" in spec:
@@ -116,41 +64,17 @@ def variant_key(name: str, spec: dict, data, settings: FitSettings) -> dict:
 
 def fit_variant(spec: dict, data, settings: FitSettings, name: str, verbose: int = 2, backup_dir=None, key=None,
                 callbacks=(), jit_compile=None):
-    """Builds and fits a variant on the train tier, stopping early on the validation tier.
-
-    ``callbacks`` (extra Keras callbacks) and ``jit_compile`` go to
-    :func:`~keras_sysid.training.fit_with_schedule`.
+    """Fits a variant: a rival by the rivals' code, any other by :func:`keras_sysid.recipes.fit_model`.
 
     Returns:
         ``(model, info)``: ``info`` has ``epochs``, ``seconds`` (this call)
-        and ``val_correlation`` (the best epoch's).
+        and ``best_val_correlation`` (the best epoch's).
     """
     if "rival" in spec:
         return rivals.fit_rival(spec["rival"], data, settings, verbose=verbose, callbacks=callbacks,
                                 backup_dir=backup_dir, jit_compile=jit_compile)
-    start = time.perf_counter()
-    model = build_variant(spec, data, seed=settings.seed, name=name)
-    scale = data.response_scale("train")
-    history = fit_with_schedule(
-        model,
-        data.epoch_stream("train", settings.batch_size, seed=settings.seed, response_scale=scale,
-                          inputs=model.input_names),
-        data.dataset("validation", 256, response_scale=scale, inputs=model.input_names),
-        max_epochs=settings.max_epochs,
-        learning_rate=spec.get("learning_rate", settings.learning_rate),
-        patience=settings.patience,
-        n_decays=settings.n_decays,
-        verbose=verbose,
-        callbacks=callbacks,
-        monitor="val_correlation",
-        backup_dir=backup_dir,
-        fingerprint=key,
-        jit_compile=jit_compile,
-    )
-    model.set_response_scale(scale)
-    info = {"epochs": len(history.epoch), "seconds": round(time.perf_counter() - start, 1),
-            "best_val_correlation": float(np.max(history.history["val_correlation"]))}
-    return model, info
+    return fit_model(spec, data, settings, name, verbose=verbose, backup_dir=backup_dir, key=key,
+                     callbacks=callbacks, jit_compile=jit_compile)
 
 
 def _plan(name, spec, data, settings, out) -> PlannedFit:
@@ -220,7 +144,7 @@ def run_mouse_v1_sota(
         raise ValueError(f"Unknown variants {unknown}; choose from {list(SOTA_VARIANTS)}.")
     settings = settings or FitSettings()
     data = load_recording(data_path)
-    check_scorable(data, data_path)
+    data.check_fittable()
     for spec in (SOTA_VARIANTS[name] for name in variants):
         if "rival" not in spec:
             data.model_inputs("train", needs(spec))  # a missing variable fails now, not after hours of fits

@@ -34,7 +34,8 @@ from keras_sysid.data.pipeline import INTERLEAVE_MODES
 from keras_sysid.data import Recording, load as load_recording, select_neurons, select_trials
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments.comparison import keras_sysid_version, write_table
-from keras_sysid.experiments.mouse_v1_sota import build_variant, needs
+from keras_sysid.recipes.build import build_for_recording, needs
+from keras_sysid.recipes.fit import fit_jointly
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, SYNTHETIC_CORES, FitSettings, synthetic_readout
 from keras_sysid.models import build_model
 from keras_sysid.atomic_files import write_json
@@ -322,8 +323,7 @@ def _fit_stored(folder: str, key: dict, log, fit) -> tuple[keras.Model, dict]:
 
 
 def _fit_single_half(spec, half, settings, name, backup_dir, key, verbose):
-    model = build_variant(spec, half, seed=settings.seed, name=name)
-    model.adapt(*half.tier("train"))
+    model = build_for_recording(spec, half, seed=settings.seed, name=name)
     history = fit_with_schedule(
         model, half.tier("train"), half.tier("validation"), max_epochs=settings.max_epochs,
         learning_rate=spec.get("learning_rate", settings.learning_rate), patience=settings.patience,
@@ -335,66 +335,3 @@ def _fit_single_half(spec, half, settings, name, backup_dir, key, verbose):
 def _fit_joint(spec, halves, settings, backup_dir, key, verbose):
     model, info = fit_jointly(spec, halves, settings, backup_dir=backup_dir, key=key, verbose=verbose, name="joint")
     return model, info["epochs"]
-
-
-def build_for_recordings(spec: dict, datasets: dict, seed: int = 0, name: str = "multisession_model"):
-    """A :class:`~keras_sysid.multisession.MultiSessionModel` of a variant, one session per recording.
-
-    Each session is the model :func:`~keras_sysid.experiments.mouse_v1_sota.build_variant`
-    builds for its recording (state statistics, cortical coordinates, envelope
-    placement as the variant asks), on one shared core, then ``adapt`` ed to its
-    train tier (image statistics, response scale, starting bias).
-
-    Args:
-        spec: A variant (:data:`~keras_sysid.experiments.presets.SOTA_VARIANTS`
-            entry or :func:`~keras_sysid.experiments.presets.recording_spec`).
-        datasets: ``{session name: Recording}`` (names as
-            :func:`~keras_sysid.multisession.check_session_name` allows).
-        seed: Seeds the weights (and a readout that takes a seed).
-        name: Model name.
-
-    Raises:
-        RecordingError: a recording lacks what the variant needs (behaviour,
-            pupil centre, cortical coordinates), named.
-        ValueError: recordings whose images (plus behaviour channels) differ in channels.
-    """
-    from keras_sysid import cores
-
-    inputs = {session: data.model_inputs("train", needs(spec)) for session, data in datasets.items()}
-    multisession.check_core_channels({
-        session: data.image_shape[2] + (inputs[session]["behavior"].shape[1] if spec.get("behavior_channels") else 0)
-        for session, data in datasets.items()})
-    keras.utils.set_random_seed(seed)
-    core = cores.get(spec["core"], name="core")
-    sessions = {session: build_variant({**spec, "core": core}, data, seed=seed, name=session)
-                for session, data in datasets.items()}
-    for session, data in datasets.items():
-        sessions[session].adapt(inputs[session], data.responses[data.indices("train")])
-    return multisession.MultiSessionModel(core, sessions, name=name)
-
-
-def fit_jointly(spec: dict, datasets: dict, settings: FitSettings, backup_dir=None, key=None, verbose: int = 2,
-                callbacks=(), jit_compile=None, interleave: str = "proportional", name: str = "multisession_model"):
-    """Builds (:func:`build_for_recordings`) and fits one shared-core model of ``{session: Recording}``.
-
-    Each session trains on its train tier; early stopping watches the mean
-    over sessions of the validation tiers' correlation (:func:`~keras_sysid.training.fit_sessions`).
-
-    Returns:
-        ``(model, info)``: ``info`` has ``epochs``, ``seconds`` (this call)
-        and ``best_val_correlation`` (the mean over sessions, best epoch).
-    """
-    start = time.perf_counter()
-    model = build_for_recordings(spec, datasets, seed=settings.seed, name=name)
-    history = fit_sessions(
-        model, {session: (data.model_inputs("train", model.sessions[session].input_names),
-                          data.responses[data.indices("train")]) for session, data in datasets.items()},
-        {session: (data.model_inputs("validation", model.sessions[session].input_names),
-                   data.responses[data.indices("validation")]) for session, data in datasets.items()},
-        max_epochs=settings.max_epochs, learning_rate=spec.get("learning_rate", settings.learning_rate),
-        patience=settings.patience, n_decays=settings.n_decays, interleave=interleave,
-        batch_size=settings.batch_size, seed=settings.seed, verbose=verbose, callbacks=callbacks,
-        backup_dir=backup_dir, fingerprint=key, jit_compile=jit_compile)
-    info = {"epochs": len(history.epoch), "seconds": round(time.perf_counter() - start, 1),
-            "best_val_correlation": float(np.max(history.history["val_correlation"]))}
-    return model, info

@@ -21,7 +21,7 @@ from keras_sysid.data import load as load_recording
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
 from keras_sysid.experiments.presets import RIVALS, SOTA_VARIANTS, FitSettings, zoo_synthetic_config
-from keras_sysid.experiments.synthetic import run_synthetic
+from keras_sysid.recipes.synthetic import run_synthetic
 from keras_sysid.simulators import groundtruth_model
 
 MOUSE_V1_CITATION = (

@@ -115,6 +115,17 @@ class Readout(keras.layers.Layer):
         """FLOPs (2 per multiply-add) of one image's forward pass through the readout."""
         raise NotImplementedError(f"{type(self).__name__} does not count its FLOPs.")
 
+    def setup_from_neurons(self, neurons: dict) -> None:
+        """Sets up, before fitting, what this readout takes from the neurons' metadata (default: nothing).
+
+        Recipes call it with a recording's ``neurons`` (``{key: (N, ...)}``,
+        e.g. ``cell_motor_coordinates``), so a readout that needs metadata
+        reads it here instead of anyone checking its type.
+
+        Raises:
+            ValueError: the metadata it needs is missing or unusable (named).
+        """
+
     # -- the contract, kept here ------------------------------------------------
 
     def build(self, input_shape):

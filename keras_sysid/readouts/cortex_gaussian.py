@@ -51,6 +51,8 @@ class CortexGaussianReadout(GaussianReadout):
     """
 
     type_name = "cortex_gaussian"
+    # The neuron metadata it reads (meta/neurons/cell_motor_coordinates.npy in the published layout).
+    coordinates_key = "cell_motor_coordinates"
 
     def __init__(
         self,
@@ -112,12 +114,23 @@ class CortexGaussianReadout(GaussianReadout):
                 f"CortexGaussianReadout: cortical coordinates must have shape ({self.n_neurons}, >= "
                 f"{self.cortical_dims}), one row per neuron; got {coordinates.shape}."
             )
-        if not np.all(np.isfinite(coordinates)):
-            raise ValueError("CortexGaussianReadout: cortical coordinates contain NaN or inf.")
+        bad = ~np.isfinite(coordinates).all(axis=1)
+        if bad.any():
+            raise ValueError(f"CortexGaussianReadout: cortical coordinates are NaN or inf for {int(bad.sum())} of "
+                             f"{self.n_neurons} neurons (first: neuron {int(np.argmax(bad))}); every neuron needs a "
+                             "position on cortex, or use a readout without one (gaussian).")
         used = coordinates[:, : self.cortical_dims]
         spread = used.std(axis=0)
         standardised = (used - used.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
         self.cortical_coordinates.assign(standardised.astype("float32"))
+
+    def setup_from_neurons(self, neurons: dict) -> None:
+        """Sets the cortical coordinates from ``neurons[coordinates_key]``; raises ``ValueError`` if absent or bad."""
+        if self.coordinates_key not in neurons:
+            raise ValueError(f"CortexGaussianReadout needs each neuron's cortical position, "
+                             f"neurons[{self.coordinates_key!r}] (meta/neurons/{self.coordinates_key}.npy), which "
+                             f"this recording lacks (it has {sorted(neurons)}).")
+        self.set_cortical_coordinates(neurons[self.coordinates_key])
 
     def mean_positions(self):
         x = self.cortical_coordinates

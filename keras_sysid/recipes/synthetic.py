@@ -1,29 +1,40 @@
-"""End-to-end experiments on the built-in synthetic ground truth.
+"""The built-in synthetic ground truth: simulate, fit, score against the truth (``keras-sysid fit`` without ``--data``).
 
-:func:`run_synthetic` is the library side of ``tools/train.py``: simulate a
-population, build a model, fit it with the paper's schedule, and score it
-against the truth (FEV on noise-free test rates, RF localisation error).
+:func:`run_synthetic` simulates a population, builds a model, fits it with
+the paper's schedule and scores it against the truth (FEV on noise-free test
+rates, RF localisation error); :func:`fit_synthetic` does so in a locked,
+resumable run folder (:class:`~keras_sysid.runs.Run`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 
 import keras
 import numpy as np
 
-from keras_sysid import devices, distribute, evaluation, metrics, positions
-from keras_sysid.experiments.presets import (
+from keras_sysid import devices, distribute, evaluation, metrics, positions, runs
+from keras_sysid.models import build_model
+from keras_sysid.readouts import registry as readout_registry
+from keras_sysid.recipes.presets import (
     DEFAULT_SYNTHETIC_CORE,
     SYNTHETIC_CORES,
     SyntheticRunConfig,
     synthetic_readout,
 )
-from keras_sysid.models import build_model
-from keras_sysid.readouts import registry as readout_registry
 from keras_sysid.training import fit_with_schedule
+
+
+def synthetic_key(config: SyntheticRunConfig, **more) -> dict:
+    """A synthetic run's key: its config but ``epochs`` (more epochs continue a run), the backend, and ``more``."""
+    import keras_sysid
+
+    # The same seed draws other weights and batches under another Keras backend.
+    return {**{k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"},
+            "backend": keras.backend.backend(), "keras_sysid": keras_sysid.__version__, **more}
 
 
 def model_for_population(population, core: dict, readout: str, name: str = "sysid_model") -> keras.Model:
@@ -65,7 +76,8 @@ def model_for(config: SyntheticRunConfig, population) -> keras.Model:
 
 
 def run_synthetic(
-    config: SyntheticRunConfig, verbose: int = 1, callbacks=(), backup_dir=None, strategy=None, jit_compile=None
+    config: SyntheticRunConfig, verbose: int = 1, callbacks=(), backup_dir=None, strategy=None, jit_compile=None,
+    key=None,
 ) -> tuple[keras.Model, dict]:
     """Simulates, fits and scores one model.
 
@@ -81,6 +93,7 @@ def run_synthetic(
             global batch.
         jit_compile: XLA for the training step (``None``: the preferred
             setting for this device kind, :mod:`keras_sysid.devices`).
+        key: The backup's key (default :func:`synthetic_key`).
 
     Returns:
         ``(model, results)`` where ``results`` holds ``fev`` (mean over neurons
@@ -111,8 +124,7 @@ def run_synthetic(
             verbose=verbose,
             callbacks=callbacks,
             backup_dir=backup_dir,
-            # The same seed draws other weights and batches under another Keras backend.
-            fingerprint={**dataclasses.asdict(config), "backend": keras.backend.backend()},
+            fingerprint=key if key is not None else synthetic_key(config),
             jit_compile=jit_compile,
         )
     # A model trained in mixed precision is scored (and returned) in float32.
@@ -130,6 +142,55 @@ def run_synthetic(
         "final_loss": float(history.history["loss"][-1]),
         "best_val_loss": float(np.min(history.history["val_loss"])),
         "seconds": round(time.perf_counter() - start, 1),
+        "max_epochs": config.epochs,
+        "stopped_early": len(history.epoch) < config.epochs,
         "config": dataclasses.asdict(config),
     }
     return model, results
+
+
+
+def fit_synthetic(config: SyntheticRunConfig, out=None, verbose: int = 1, callbacks=(), strategy=None,
+                  jit_compile=None, log=print) -> dict:
+    """:func:`run_synthetic` in a run folder: locked, resumable, read back once finished.
+
+    Args:
+        config: The run's settings.
+        out: The run folder (default ``runs/train/<ground truth>_<readout>_<key digest>``);
+            gets ``model.keras``, ``results.json`` and ``backup/``. Under a
+            multi-worker strategy only the chief writes it; every other worker
+            keeps its own backups in ``backup/worker<i>``.
+        verbose, callbacks, strategy, jit_compile: As :func:`run_synthetic`.
+        log: Where progress lines go.
+
+    Returns:
+        The results (as :func:`run_synthetic`'s, plus backend, strategy,
+        replicas, precision and the key).
+
+    Raises:
+        RunLockedError: another process is fitting into ``out``.
+        RunKeyError: ``out`` holds a run of another key.
+    """
+    precision = "mixed" if keras.mixed_precision.global_policy().name.startswith("mixed") else "float32"
+    strategy_name = distribute.strategy_name(strategy)
+    key = synthetic_key(config, precision=precision, strategy=strategy_name)
+    run = runs.Run(out or runs.default_folder("train", f"{config.ground_truth}_{config.readout}", key), key)
+    if not distribute.is_chief():
+        # Every worker trains (and backs up) in step, each into its own folder; the chief writes the run.
+        _, results = run_synthetic(config, verbose=verbose, callbacks=callbacks, strategy=strategy,
+                                   jit_compile=jit_compile, key=key,
+                                   backup_dir=os.path.join(run.backup_dir, f"worker{distribute.task_index()}"))
+        return results
+    with run:
+        log(f"run folder: {run.folder} (model.keras, results.json; rerun the same command to resume)")
+        finished = run.finished(config.epochs)
+        if finished is not None:
+            log(f"finished already: read {run.path(runs.RESULTS)} (a finished run is read back, not refitted)")
+            return finished
+        with run.resumable():
+            model, results = run_synthetic(config, verbose=verbose, callbacks=callbacks, backup_dir=run.backup_dir,
+                                           strategy=strategy, jit_compile=jit_compile, key=key)
+        results.update(backend=keras.backend.backend(), strategy=strategy_name, precision=precision,
+                       replicas=int(strategy.num_replicas_in_sync) if strategy is not None else 1)
+        run.save_model(model)
+        return run.write_results(results)
