@@ -124,6 +124,33 @@ def synchronized_batch_norm(model: keras.Model):
             layer.synchronized = False
 
 
+_SAFE_CLASSES: dict = {}
+
+
+@contextlib.contextmanager
+def multi_worker_safe(model: keras.Model):
+    """Within the block, ``model`` trains under ``MultiWorkerMirroredStrategy`` (:class:`MultiWorkerSafeTrainSteps`).
+
+    Applied by training (:func:`~keras_sysid.training.fit_with_schedule`) around
+    ``fit``, so models need not inherit the workaround: the model's class is
+    swapped for a subclass with the fix only while a multi-worker strategy
+    trains it, and restored after. Elsewhere it does nothing.
+    """
+    strategy = getattr(model, "_distribute_strategy", None)
+    in_multi_worker_mode = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode", None)
+    if in_multi_worker_mode is None or not in_multi_worker_mode() or isinstance(model, MultiWorkerSafeTrainSteps):
+        yield model
+        return
+    original = type(model)
+    if original not in _SAFE_CLASSES:
+        _SAFE_CLASSES[original] = type(original.__name__, (MultiWorkerSafeTrainSteps, original), {})
+    model.__class__ = _SAFE_CLASSES[original]
+    try:
+        yield model
+    finally:
+        model.__class__ = original
+
+
 class MultiWorkerSafeTrainSteps:
     """Mixin for a ``keras.Model`` that lets Keras' TensorFlow trainer run under
     ``MultiWorkerMirroredStrategy``.

@@ -100,14 +100,6 @@ class Ensemble(CheckedArraysMixin, keras.Model):
                 member._check_arrays(x, y, what)
                 checked |= names
 
-    @classmethod
-    def from_preset(cls, name_or_folder, load_weights: bool = True, dtype=None):
-        """Loads an ensemble zoo entry by name, or from a folder in the zoo format
-        (see :meth:`keras_sysid.models.SystemIdentificationModel.from_preset`)."""
-        from keras_sysid import zoo
-
-        return zoo.load_preset(cls, name_or_folder, load_weights=load_weights, dtype=dtype)
-
     def get_config(self):
         return {"name": self.name, "members": [keras.saving.serialize_keras_object(m) for m in self.members]}
 

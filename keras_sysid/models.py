@@ -16,7 +16,6 @@ import numpy as np
 from keras import ops
 
 from keras_sysid import behavior, cores, normalization, positions, readouts, validation
-from keras_sysid.distribute import MultiWorkerSafeTrainSteps
 from keras_sysid.normalization import variable_stats  # noqa: F401  (public here since build_model takes its output)
 
 
@@ -41,7 +40,7 @@ OUTPUT_NONLINEARITIES = {
 
 
 @keras.saving.register_keras_serializable(package="keras_sysid")
-class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArraysMixin, keras.Model):
+class SystemIdentificationModel(validation.CheckedArraysMixin, keras.Model):
     """Predicts the responses of a neural population to images.
 
     ``rates = response_scale * nonlinearity(readout(core((images - image_mean)
@@ -484,68 +483,6 @@ class SystemIdentificationModel(MultiWorkerSafeTrainSteps, validation.CheckedArr
         shift = channel_weights.T @ channel_offsets / np.where(total > 0, total, 1.0)[:, None]
         return on_grid + self._grid_offset() + shift
 
-    # -- presets (the zoo format, keras_sysid.zoo) -----------------------------
-
-    @classmethod
-    def from_preset(cls, name_or_folder, load_weights: bool = True, dtype=None):
-        """Loads a pretrained model: a shipped zoo entry by name, or a folder in the zoo format.
-
-        Every file is checked against the entry's ``SHA256SUMS`` before it is
-        read (the weights file only when ``load_weights``); the config is
-        deserialised in Keras safe mode; nothing is unpickled.
-
-        Args:
-            name_or_folder: A name from ``keras_sysid.zoo.list_models()`` (see
-                ``keras_sysid.zoo.presets()`` for their cards' facts), or a
-                folder written by :meth:`save_to_preset`.
-            load_weights: ``False`` gives the same architecture with newly
-                initialised weights.
-            dtype: A dtype policy for every layer (``"float32"``,
-                ``"mixed_bfloat16"``, ``"mixed_float16"`` or a
-                ``keras.DTypePolicy``); ``None`` keeps the stored policies.
-
-        Returns:
-            The model (of the entry's class), uncompiled.
-
-        Raises:
-            keras_sysid.zoo.ZooError: unknown name; a missing, altered or
-                unreadable file (named in the message); or an entry whose model
-                is not a ``cls`` (nor a subclass of it).
-            ValueError: ``dtype`` is not a dtype policy.
-
-        Example:
-            >>> model = SystemIdentificationModel.from_preset("mouse_v1_gaussian")
-            >>> model.predict(images).shape          # images (n, 36, 64, 1), 0..255
-            (n, 5335)
-        """
-        from keras_sysid import zoo
-
-        return zoo.load_preset(cls, name_or_folder, load_weights=load_weights, dtype=dtype)
-
-    def save_to_preset(self, folder, card: dict | None = None, card_text: str | None = None) -> dict:
-        """Writes this model in the zoo format, loadable with :meth:`from_preset`.
-
-        The folder gets ``config.json``, ``model.weights.h5`` (no optimizer
-        state), ``metadata.json`` (``card`` as given, plus a ``provenance``
-        key filled in here: keras_sysid, Keras, backend and TensorFlow/JAX
-        versions, parameter count, ``n_neurons``, ``image_shape``, dtype
-        policy, UTC date), a model card ``README.md`` and ``SHA256SUMS``.
-
-        Args:
-            folder: Destination; created if needed.
-            card: JSON-ready facts for users: ``name`` (default: the folder's
-                name), ``description``, ``data``, ``citation``, ``licence``,
-                ``input``/``output`` units, ``trained_with``, ``metrics``...
-            card_text: The model card in Markdown; ``None`` writes one from
-                the facts.
-
-        Returns:
-            The facts written to ``metadata.json``.
-        """
-        from keras_sysid import zoo
-
-        return zoo.save(self, folder, card, card_text)
-
     def get_config(self):
         config = {
             "name": self.name,
@@ -664,114 +601,3 @@ def build_model(
     if mean_responses is not None:
         model.set_mean_responses(mean_responses)
     return model
-
-
-# Above this fraction of non-zero mask entries, the sparse readout is no faster
-# than the dense one: on CPU (2 cores, batch 64, mouse V1's 24x52 grid, C=48,
-# N=5335) random masks broke even between 0.15 (1.3-1.4x faster) and 0.30
-# (0.77-0.9x): tools/benchmark.py --pruned mouse_v1_factorized (README, Benchmark).
-PRUNED_READOUT_MAX_DENSITY = 0.2
-
-
-def _mask_density(readout) -> float:
-    """Fraction of a factorized readout's effective mask entries that are non-zero."""
-    return float(np.mean(ops.convert_to_numpy(readout.effective_mask()) != 0))
-
-
-def with_pruned_readout(
-    model: SystemIdentificationModel, max_density: float = PRUNED_READOUT_MAX_DENSITY
-) -> SystemIdentificationModel:
-    """An inference copy of ``model`` whose factorized readout reads only its non-zero mask entries.
-
-    Prune the mask first (``model.readout.prune_mask(0.01)``): the copy
-    predicts what ``model`` predicts (to float32 rounding) but skips the zero
-    entries, see :class:`~keras_sysid.readouts.PrunedMaskReadout`. The core,
-    standardisation, nonlinearity and response scale are copied; ``model``
-    is left untouched, and later changes to it do not reach the copy.
-
-    Behaviour channels, shifter, modulator and their statistics are copied too.
-    The copy is for prediction: its mask and features are fixed. To fine-tune,
-    train ``model`` and convert it again.
-
-    Args:
-        model: A :class:`SystemIdentificationModel` with a ``FactorizedReadout``.
-        max_density: Refuse a mask with more than this fraction of non-zero
-            entries, where the sparse read would not be faster. The default,
-            :data:`PRUNED_READOUT_MAX_DENSITY`, is where it stopped winning on CPU.
-
-    Returns:
-        A new, uncompiled :class:`SystemIdentificationModel`.
-
-    Raises:
-        ValueError: the readout is not factorized, the mask is denser than
-            ``max_density`` (prune it first), or the backend has no sparse
-            matmul (only TensorFlow has one; elsewhere the copy would be slower).
-    """
-    from keras_sysid import cloning
-
-    readout = model.readout
-    if not isinstance(readout, readouts.FactorizedReadout):
-        raise ValueError(
-            f"with_pruned_readout needs a model with a FactorizedReadout; this model's readout is "
-            f"{type(readout).__name__}, which has no spatial mask to prune."
-        )
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            f"with_pruned_readout: the {keras.backend.backend()} backend has no sparse matmul here, so a pruned "
-            "readout would be no faster than the dense one; use the TensorFlow backend."
-        )
-    density = _mask_density(readout)
-    if density > max_density:
-        raise ValueError(
-            f"with_pruned_readout: {density:.1%} of the readout's mask entries are non-zero, more than "
-            f"max_density={max_density:.0%}, where the sparse read is no faster than the dense one; prune the "
-            "mask first (model.readout.prune_mask(0.01))."
-        )
-    core_input = (None,) + model.image_shape[:-1] + (
-        model.image_shape[-1] + (len(model.behavior_stats["mean"]) if model.behavior_channels else 0),)
-    core = cloning.clone(model.core, input_shape=core_input)
-    state_parts = {
-        name: cloning.clone(layer, input_shape=(None, len(stats["mean"])))
-        for name, layer, stats in (("shifter", model.shifter, model.pupil_stats),
-                                   ("modulator", model.modulator, model.behavior_stats))
-        if layer is not None
-    }
-    copy = SystemIdentificationModel(
-        core,
-        readouts.PrunedMaskReadout.from_factorized(readout),
-        image_shape=model.image_shape,
-        nonlinearity=model.nonlinearity,
-        image_mean=model.image_mean,
-        image_std=model.image_std,
-        behavior_channels=model.behavior_channels,
-        behavior_stats=model.behavior_stats,
-        pupil_stats=model.pupil_stats,
-        name=model.name,
-        dtype=model.dtype_policy,
-        **state_parts,
-    )
-    copy.response_scale.assign(ops.convert_to_numpy(model.response_scale))
-    return copy
-
-
-def for_inference(model: keras.Model) -> keras.Model:
-    """``model``, or its faster pruned-readout copy where that one predicts the same and wins.
-
-    The copy (:func:`with_pruned_readout`) is used when the backend is
-    TensorFlow, the readout is a ``FactorizedReadout`` and at most
-    :data:`PRUNED_READOUT_MAX_DENSITY` of its mask entries are non-zero, as in
-    the zoo's pruned factorized models (README, Benchmark). Predictions agree
-    to float32 rounding either way; use it for evaluation and prediction,
-    not for training.
-
-    Args:
-        model: Any Keras model.
-
-    Returns:
-        ``model`` itself, or a new inference copy.
-    """
-    readout = getattr(model, "readout", None)
-    if keras.backend.backend() != "tensorflow" or not isinstance(readout, readouts.FactorizedReadout):
-        return model
-    density = _mask_density(readout)
-    return with_pruned_readout(model) if density <= PRUNED_READOUT_MAX_DENSITY else model

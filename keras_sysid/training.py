@@ -11,6 +11,7 @@ import numpy as np
 from keras_sysid import validation
 from keras_sysid.data.pipeline import EpochStream
 from keras_sysid.devices import preferred_jit_compile
+from keras_sysid.distribute import multi_worker_safe
 from keras_sysid.losses import PoissonLoss
 from keras_sysid.metrics import PearsonCorrelation
 from keras_sysid.resume import TrainingBackup
@@ -212,17 +213,18 @@ def fit_with_schedule(
             steps_per_epoch, data = train_data.steps_per_epoch, train_data.dataset(first_epoch=initial_epoch)
         else:
             steps_per_epoch, data = None, train_data
-        return model.fit(
-            data,
-            validation_data=validation_data,
-            epochs=max_epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=all_callbacks,
-            verbose=verbose,
-            # Arrays are shuffled by fit; datasets shuffle themselves (make_dataset does).
-            shuffle=hasattr(data, "shape"),
-        )
+        with multi_worker_safe(model):
+            return model.fit(
+                data,
+                validation_data=validation_data,
+                epochs=max_epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=all_callbacks,
+                verbose=verbose,
+                # Arrays are shuffled by fit; datasets shuffle themselves (make_dataset does).
+                shuffle=hasattr(data, "shape"),
+            )
 
     if backup_dir is not None and fingerprint is None:
         fingerprint = automatic_key(model, {"train": train_data, "validation": validation_data},

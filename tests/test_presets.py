@@ -1,4 +1,4 @@
-"""Presets: SystemIdentificationModel.from_preset / save_to_preset, zoo.presets(), evaluate.py without --data."""
+"""Presets: zoo.load_preset / zoo.save, zoo.presets(), evaluate.py without --data."""
 
 import dataclasses
 import datetime
@@ -23,7 +23,7 @@ _CARD = {"name": "tiny", "description": "A tiny test model.", "licence": "Apache
 
 @keras.saving.register_keras_serializable(package="test_presets")
 class TweakedModel(SystemIdentificationModel):
-    """A subclass, to check that from_preset refuses a preset of another class."""
+    """A subclass, to check that load_preset refuses a preset of another class."""
 
 
 def _tiny_model(cls=SystemIdentificationModel):
@@ -40,7 +40,7 @@ def _tiny_model(cls=SystemIdentificationModel):
 def entry(tmp_path):
     model = _tiny_model()
     folder = str(tmp_path / "tiny")
-    model.save_to_preset(folder, card=_CARD)
+    zoo.save(model, folder, card=_CARD)
     return model, folder
 
 
@@ -56,15 +56,15 @@ def _reseal(folder):
             file.write(f"{zoo.sha256(os.path.join(folder, name))}  {name}\n")
 
 
-def test_from_preset_round_trip_equals_the_model_and_zoo_load(entry, images):
+def test_load_preset_round_trip_equals_the_model_and_zoo_load(entry, images):
     model, folder = entry
     assert sorted(os.listdir(folder)) == _FILES
-    loaded = SystemIdentificationModel.from_preset(folder)
+    loaded = zoo.load_preset(SystemIdentificationModel, folder)
     assert type(loaded) is SystemIdentificationModel and loaded.compiled is False
     np.testing.assert_array_equal(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
     np.testing.assert_array_equal(loaded.predict(images, verbose=0), zoo.load(folder).predict(images, verbose=0))
     # A shipped entry, by name.
-    shipped = ks.SystemIdentificationModel.from_preset("synthetic_cnn_groundtruth")
+    shipped = zoo.load_preset(ks.SystemIdentificationModel, "synthetic_cnn_groundtruth")
     white_noise = np.random.default_rng(1).normal(size=(2, 48, 48, 1)).astype("float32")
     np.testing.assert_array_equal(
         shipped.predict(white_noise, verbose=0), zoo.load("synthetic_cnn_groundtruth").predict(white_noise, verbose=0)
@@ -73,42 +73,42 @@ def test_from_preset_round_trip_equals_the_model_and_zoo_load(entry, images):
 
 def test_load_weights_false_gives_the_architecture_with_fresh_weights(entry, images):
     model, folder = entry
-    fresh = SystemIdentificationModel.from_preset(folder, load_weights=False)
+    fresh = zoo.load_preset(SystemIdentificationModel, folder, load_weights=False)
     assert json.dumps(fresh.get_config()) == json.dumps(model.get_config())
     assert [w.shape for w in fresh.weights] == [w.shape for w in model.weights]
     assert any(not np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights()))
     np.testing.assert_array_equal(np.asarray(fresh.response_scale), np.ones(6))
     # The weights file is not read, so not needed; every other file is still verified.
     os.remove(os.path.join(folder, "model.weights.h5"))
-    SystemIdentificationModel.from_preset(folder, load_weights=False)
+    zoo.load_preset(SystemIdentificationModel, folder, load_weights=False)
     with pytest.raises(zoo.ZooError, match="model.weights.h5: file is missing"):
-        SystemIdentificationModel.from_preset(folder)
+        zoo.load_preset(SystemIdentificationModel, folder)
     with open(os.path.join(folder, "config.json"), "a") as file:
         file.write(" ")
     with pytest.raises(zoo.ZooError, match="config.json: checksum mismatch"):
-        SystemIdentificationModel.from_preset(folder, load_weights=False)
+        zoo.load_preset(SystemIdentificationModel, folder, load_weights=False)
 
 
 def test_dtype_sets_the_policy_of_every_layer_for_the_load(entry, images):
     model, folder = entry
     before = keras.config.dtype_policy().name
-    mixed = SystemIdentificationModel.from_preset(folder, dtype="mixed_bfloat16")
+    mixed = zoo.load_preset(SystemIdentificationModel, folder, dtype="mixed_bfloat16")
     assert keras.config.dtype_policy().name == before
     assert {layer.dtype_policy.name for layer in mixed._flatten_layers()} == {"mixed_bfloat16"}
     assert {w.dtype for w in mixed.weights} == {"float32"}
     np.testing.assert_allclose(mixed.predict(images, verbose=0), model.predict(images, verbose=0), rtol=0.05)
     # An entry saved in mixed precision loads back in float32 when asked, with a DTypePolicy too.
     folder_mixed = folder + "_mixed"
-    mixed.save_to_preset(folder_mixed)
+    zoo.save(mixed, folder_mixed)
     assert zoo.metadata(folder_mixed)["provenance"]["dtype_policy"] == "mixed_bfloat16"
-    exact = SystemIdentificationModel.from_preset(folder_mixed, dtype=keras.DTypePolicy("float32"))
+    exact = zoo.load_preset(SystemIdentificationModel, folder_mixed, dtype=keras.DTypePolicy("float32"))
     assert {layer.dtype_policy.name for layer in exact._flatten_layers()} == {"float32"}
     np.testing.assert_allclose(exact.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6)
     with pytest.raises(ValueError):
-        SystemIdentificationModel.from_preset(folder, dtype="no_such_policy")
+        zoo.load_preset(SystemIdentificationModel, folder, dtype="no_such_policy")
 
 
-def test_save_to_preset_records_provenance_and_checksums_and_keeps_the_card(entry, tmp_path):
+def test_zoo_save_records_provenance_and_checksums_and_keeps_the_card(entry, tmp_path):
     model, folder = entry
     facts = zoo.metadata(folder)
     assert {key: value for key, value in facts.items() if key not in ("provenance", "architecture")} == _CARD
@@ -133,13 +133,13 @@ def test_save_to_preset_records_provenance_and_checksums_and_keeps_the_card(entr
     assert card.startswith("# tiny\n") and "A tiny test model." in card and "## Provenance" in card
     # The user's own provenance notes survive; save()'s keys describe this save.
     other = str(tmp_path / "other")
-    written = model.save_to_preset(other, {"provenance": {"trained_on": "laptop", "backend": "stale"}}, "# mine\n")
+    written = zoo.save(model, other, {"provenance": {"trained_on": "laptop", "backend": "stale"}}, "# mine\n")
     assert written["name"] == "other" and written["provenance"]["trained_on"] == "laptop"
     assert written["provenance"]["backend"] == keras.backend.backend()
     with open(os.path.join(other, "README.md")) as file:
         assert file.read() == "# mine\n"
     with pytest.raises(ValueError, match="card says n_neurons=7 but the model has 6"):
-        model.save_to_preset(str(tmp_path / "wrong"), {"n_neurons": 7})
+        zoo.save(model, str(tmp_path / "wrong"), {"n_neurons": 7})
 
 
 @pytest.mark.parametrize("name", ["model.weights.h5", "config.json", "metadata.json", "README.md"])
@@ -152,10 +152,10 @@ def test_corrupt_altered_or_missing_files_are_named(entry, name):
     with open(path, "wb") as file:
         file.write(payload)
     with pytest.raises(zoo.ZooError, match=f"{name}: checksum mismatch"):
-        SystemIdentificationModel.from_preset(folder)
+        zoo.load_preset(SystemIdentificationModel, folder)
     os.remove(path)
     with pytest.raises(zoo.ZooError, match=f"{name}: file is missing"):
-        SystemIdentificationModel.from_preset(folder)
+        zoo.load_preset(SystemIdentificationModel, folder)
 
 
 def test_a_resealed_config_naming_code_is_refused_in_safe_mode(entry):
@@ -168,7 +168,7 @@ def test_a_resealed_config_naming_code_is_refused_in_safe_mode(entry):
         json.dump(config, file)
     _reseal(folder)
     with pytest.raises(zoo.ZooError, match="config.json: not a loadable model config"):
-        SystemIdentificationModel.from_preset(folder)
+        zoo.load_preset(SystemIdentificationModel, folder)
 
 
 def test_presets_list_every_shipped_entry_with_its_facts():
@@ -196,16 +196,16 @@ def test_presets_list_every_shipped_entry_with_its_facts():
 def test_a_preset_of_another_class_is_refused(entry, tmp_path, images):
     _, folder = entry
     with pytest.raises(zoo.ZooError, match="config.json: holds a .*SystemIdentificationModel, which is not a Tweaked"):
-        TweakedModel.from_preset(folder)
+        zoo.load_preset(TweakedModel, folder)
     tweaked_folder = str(tmp_path / "tweaked")
-    _tiny_model(TweakedModel).save_to_preset(tweaked_folder)
-    assert type(TweakedModel.from_preset(tweaked_folder)) is TweakedModel
-    assert type(SystemIdentificationModel.from_preset(tweaked_folder)) is TweakedModel  # a subclass is fine
+    zoo.save(_tiny_model(TweakedModel), tweaked_folder)
+    assert type(zoo.load_preset(TweakedModel, tweaked_folder)) is TweakedModel
+    assert type(zoo.load_preset(SystemIdentificationModel, tweaked_folder)) is TweakedModel  # a subclass is fine
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     plain_folder = str(tmp_path / "plain")
     zoo.save(plain, plain_folder, {"name": "plain"})
     with pytest.raises(zoo.ZooError, match="config.json: holds a Sequential, which is not a SystemIdentificationModel"):
-        SystemIdentificationModel.from_preset(plain_folder)
+        zoo.load_preset(SystemIdentificationModel, plain_folder)
     with pytest.raises(zoo.ZooError, match="config.json: holds a Sequential"):
         zoo.load(plain_folder)
     assert isinstance(zoo.load_preset(keras.Model, plain_folder), keras.Sequential)
@@ -227,7 +227,7 @@ def test_evaluate_scores_a_synthetic_entry_against_its_truth_without_data(tmp_pa
     population = config.population()
     model = ks.build_model(8, (20, 20), core={"type": "stacked_conv2d", "channels": 4, "kernel_sizes": [9, 3]})
     folder = str(tmp_path / "tiny_cnn")
-    model.save_to_preset(folder, {"name": "tiny_cnn", "config": dataclasses.asdict(config)})
+    zoo.save(model, folder, {"name": "tiny_cnn", "config": dataclasses.asdict(config)})
     result = _evaluate("--model", folder)
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads(result.stdout.strip().splitlines()[-1])

@@ -25,12 +25,8 @@ from keras_sysid.recipes.presets import (  # noqa: F401  (the experiments' names
     paper_core,
     recording_spec,
     synthetic_readout,
+    zoo_synthetic_config,
 )
-
-
-def zoo_synthetic_config(ground_truth: str) -> SyntheticRunConfig:
-    """The run behind the zoo's synthetic entries: Fig. 4 (``dog``, 2 types) or ``cnn`` with 4 types."""
-    return SyntheticRunConfig(ground_truth=ground_truth, n_types=2 if ground_truth == "dog" else 4)
 
 
 @dataclasses.dataclass

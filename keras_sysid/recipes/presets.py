@@ -89,6 +89,11 @@ class SyntheticRunConfig:
         )
 
 
+def zoo_synthetic_config(ground_truth: str) -> SyntheticRunConfig:
+    """The run behind the zoo's synthetic entries: Fig. 4 (``dog``, 2 types) or ``cnn`` with 4 types."""
+    return SyntheticRunConfig(ground_truth=ground_truth, n_types=2 if ground_truth == "dog" else 4)
+
+
 # -- recordings (keras-sysid fit --data) --
 
 

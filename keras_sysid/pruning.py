@@ -1,0 +1,123 @@
+"""Faster inference for pruned factorized models: a copy whose readout reads only the non-zero mask entries.
+
+:func:`for_inference` is what evaluation uses; :func:`with_pruned_readout` makes
+the copy (see :class:`~keras_sysid.readouts.PrunedMaskReadout`).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sysid import cloning, readouts
+from keras_sysid.models import SystemIdentificationModel
+
+
+# Above this fraction of non-zero mask entries, the sparse readout is no faster
+# than the dense one: on CPU (2 cores, batch 64, mouse V1's 24x52 grid, C=48,
+# N=5335) random masks broke even between 0.15 (1.3-1.4x faster) and 0.30
+# (0.77-0.9x): tools/benchmark.py --pruned mouse_v1_factorized (README, Benchmark).
+PRUNED_READOUT_MAX_DENSITY = 0.2
+
+
+def _mask_density(readout) -> float:
+    """Fraction of a factorized readout's effective mask entries that are non-zero."""
+    return float(np.mean(ops.convert_to_numpy(readout.effective_mask()) != 0))
+
+
+def with_pruned_readout(
+    model: SystemIdentificationModel, max_density: float = PRUNED_READOUT_MAX_DENSITY
+) -> SystemIdentificationModel:
+    """An inference copy of ``model`` whose factorized readout reads only its non-zero mask entries.
+
+    Prune the mask first (``model.readout.prune_mask(0.01)``): the copy
+    predicts what ``model`` predicts (to float32 rounding) but skips the zero
+    entries, see :class:`~keras_sysid.readouts.PrunedMaskReadout`. The core,
+    standardisation, nonlinearity and response scale are copied; ``model``
+    is left untouched, and later changes to it do not reach the copy.
+
+    Behaviour channels, shifter, modulator and their statistics are copied too.
+    The copy is for prediction: its mask and features are fixed. To fine-tune,
+    train ``model`` and convert it again.
+
+    Args:
+        model: A :class:`SystemIdentificationModel` with a ``FactorizedReadout``.
+        max_density: Refuse a mask with more than this fraction of non-zero
+            entries, where the sparse read would not be faster. The default,
+            :data:`PRUNED_READOUT_MAX_DENSITY`, is where it stopped winning on CPU.
+
+    Returns:
+        A new, uncompiled :class:`SystemIdentificationModel`.
+
+    Raises:
+        ValueError: the readout is not factorized, the mask is denser than
+            ``max_density`` (prune it first), or the backend has no sparse
+            matmul (only TensorFlow has one; elsewhere the copy would be slower).
+    """
+    readout = model.readout
+    if not isinstance(readout, readouts.FactorizedReadout):
+        raise ValueError(
+            f"with_pruned_readout needs a model with a FactorizedReadout; this model's readout is "
+            f"{type(readout).__name__}, which has no spatial mask to prune."
+        )
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"with_pruned_readout: the {keras.backend.backend()} backend has no sparse matmul here, so a pruned "
+            "readout would be no faster than the dense one; use the TensorFlow backend."
+        )
+    density = _mask_density(readout)
+    if density > max_density:
+        raise ValueError(
+            f"with_pruned_readout: {density:.1%} of the readout's mask entries are non-zero, more than "
+            f"max_density={max_density:.0%}, where the sparse read is no faster than the dense one; prune the "
+            "mask first (model.readout.prune_mask(0.01))."
+        )
+    core_input = (None,) + model.image_shape[:-1] + (
+        model.image_shape[-1] + (len(model.behavior_stats["mean"]) if model.behavior_channels else 0),)
+    core = cloning.clone(model.core, input_shape=core_input)
+    state_parts = {
+        name: cloning.clone(layer, input_shape=(None, len(stats["mean"])))
+        for name, layer, stats in (("shifter", model.shifter, model.pupil_stats),
+                                   ("modulator", model.modulator, model.behavior_stats))
+        if layer is not None
+    }
+    copy = SystemIdentificationModel(
+        core,
+        readouts.PrunedMaskReadout.from_factorized(readout),
+        image_shape=model.image_shape,
+        nonlinearity=model.nonlinearity,
+        image_mean=model.image_mean,
+        image_std=model.image_std,
+        behavior_channels=model.behavior_channels,
+        behavior_stats=model.behavior_stats,
+        pupil_stats=model.pupil_stats,
+        name=model.name,
+        dtype=model.dtype_policy,
+        **state_parts,
+    )
+    copy.response_scale.assign(ops.convert_to_numpy(model.response_scale))
+    return copy
+
+
+def for_inference(model: keras.Model) -> keras.Model:
+    """``model``, or its faster pruned-readout copy where that one predicts the same and wins.
+
+    The copy (:func:`with_pruned_readout`) is used when the backend is
+    TensorFlow, the readout is a ``FactorizedReadout`` and at most
+    :data:`PRUNED_READOUT_MAX_DENSITY` of its mask entries are non-zero, as in
+    the zoo's pruned factorized models (README, Benchmark). Predictions agree
+    to float32 rounding either way; use it for evaluation and prediction,
+    not for training.
+
+    Args:
+        model: Any Keras model.
+
+    Returns:
+        ``model`` itself, or a new inference copy.
+    """
+    readout = getattr(model, "readout", None)
+    if keras.backend.backend() != "tensorflow" or not isinstance(readout, readouts.FactorizedReadout):
+        return model
+    density = _mask_density(readout)
+    return with_pruned_readout(model) if density <= PRUNED_READOUT_MAX_DENSITY else model
