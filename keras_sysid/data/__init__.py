@@ -9,7 +9,7 @@
 The TFDS builders live in :mod:`keras_sysid.data.tfds_builders` (imported on demand).
 """
 
-from keras_sysid.data.formats import formats, load, register_format
+from keras_sysid.data.formats import load, register_format, registered_formats
 from keras_sysid.data.pipeline import EpochStream, make_dataset
 from keras_sysid.data.readers.nwb import load_nwb
 from keras_sysid.data.readers.static import load_static
@@ -33,7 +33,7 @@ __all__ = [
     "Split",
     "SyntheticPopulation",
     "assign_tiers",
-    "formats",
+    "registered_formats",
     "load",
     "load_nwb",
     "load_static",

@@ -54,7 +54,7 @@ def register_format(name: str, claims: Callable, description: str):
     return register
 
 
-def formats() -> dict[str, Format]:
+def registered_formats() -> dict[str, Format]:
     """Every registered format by name (the reader modules are imported on first use)."""
     readers = importlib.import_module("keras_sysid.data.readers")
     for module in pkgutil.iter_modules(readers.__path__):
@@ -77,7 +77,7 @@ def load(source, format: str | None = None, **options) -> Recording:
             ``responses``, and optionally ``image_ids``, ``tiers``,
             ``behavior``, ``pupil_center``, ``neurons``), or
             ``"synthetic"`` / ``"synthetic:cnn"`` for the built-in ground truth.
-        format: A name of :func:`formats`; default: the one that claims ``source``.
+        format: A name of :func:`registered_formats`; default: the one that claims ``source``.
         **options: The reader's options (e.g. NWB's ``window``); an option
             the reader does not take is refused by name.
 
@@ -93,7 +93,7 @@ def load(source, format: str | None = None, **options) -> Recording:
         >>> recording = ks.data.load("session.nwb", window=(0.1, 0.35))
         >>> recording = ks.data.load((images, responses))
     """
-    registered = formats()
+    registered = registered_formats()
     if format is not None:
         if format not in registered:
             raise RecordingError(f"Unknown recording format {format!r}; the formats are {sorted(registered)}.")
