@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import zipfile
 
 import numpy as np
 
@@ -54,3 +55,22 @@ def write_tree(parent, name="static1-1-1-preproc0", seed=0, n_neurons=N_NEURONS,
         shutil.rmtree(root)
         return root + ".zip"
     return root
+
+
+def rezip(zipped, target, replace):
+    """Copies ``zipped`` to ``target``, each member whose name ends with a key of ``replace`` swapped.
+
+    ``replace`` maps a name's ending to ``(payload bytes, zip compression method)``.
+
+    Returns:
+        ``target``.
+    """
+    with zipfile.ZipFile(zipped) as source, zipfile.ZipFile(target, "w") as copy:
+        for item in source.infolist():
+            ending = next((key for key in replace if item.filename.endswith(key)), None)
+            if ending is None:
+                copy.writestr(item, source.read(item))
+            else:
+                payload, method = replace[ending]
+                copy.writestr(item.filename, payload, compress_type=method)
+    return str(target)

@@ -65,12 +65,16 @@ def _colour(image):
     return np.stack([image, 255 - image, image // 2], axis=-1)
 
 
-def _write(path, scene, layout="images", rate_based=False, fluorescence=False, n_region=N_ROIS, rgb=False):
+def _write(path, scene, layout="images", rate_based=False, fluorescence=False, n_region=N_ROIS, rgb=False,
+           linked=False, other_images=None):
     """Writes ``scene`` as an NWB file in one of the stimulus layouts load_nwb reads.
 
     layout: "images" (IndexSeries -> Images), "template" (IndexSeries ->
     ImageSeries, the pre-NWB-2.5 layout), "frames" (an ImageSeries of the
     presented frames) or "intervals" (a TimeIntervals table with a frame column).
+    linked: for "intervals", the images also as the ImageSeries
+    natural_scenes_template, which the table's timeseries column points at.
+    other_images: ``(M, H, W)`` uint8, another image set (ImageSeries other_images).
     """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.base import ImageReferences, Images
@@ -122,15 +126,20 @@ def _write(path, scene, layout="images", rate_based=False, fluorescence=False, n
     if layout in ("images", "template"):
         nwb.add_stimulus(IndexSeries(name="natural_scenes", data=order.astype("uint32"), indexed_images=stack,
                                      unit="N/A", timestamps=onsets))
-    if layout == "template":
-        nwb.add_stimulus_template(ImageSeries(name="natural_scenes_template", data=images, unit="n.a.", rate=1.0))
-    elif layout == "frames":
+    template = None
+    if layout == "template" or linked:
+        template = ImageSeries(name="natural_scenes_template", data=images, unit="n.a.", rate=1.0)
+        nwb.add_stimulus_template(template)
+    if other_images is not None:
+        nwb.add_stimulus_template(ImageSeries(name="other_images", data=other_images, unit="n.a.", rate=1.0))
+    if layout == "frames":
         nwb.add_stimulus(ImageSeries(name="natural_scenes", data=images[order], unit="n.a.", timestamps=onsets))
     elif layout == "intervals":
         presentations = TimeIntervals(name="natural_scenes_presentations", description="one row a presentation")
         presentations.add_column("frame", "index into natural_scenes_images, -1 for blank")
         for onset, image in zip(onsets, order):
-            presentations.add_interval(start_time=onset, stop_time=onset + PERIOD, frame=int(image))
+            presentations.add_interval(start_time=onset, stop_time=onset + PERIOD, frame=int(image),
+                                       timeseries=[template] if linked else None)
         nwb.add_time_intervals(presentations)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
@@ -195,6 +204,25 @@ def test_reads_each_presentation_as_a_trial(allen, scene):
                                           pupil_center="pupil_position").fingerprint()
 
 
+def test_provenance_records_what_the_reader_chose(allen):
+    data = load_nwb(allen, behavior="running_speed", pupil_center="pupil_position", image_size=(9, 16))
+    assert data.provenance == {
+        "responses": DFF,
+        "stimulus": STIMULUS,
+        "images": "stimulus/templates/natural_scenes_images",
+        "window": (0.0, pytest.approx(PERIOD, abs=1e-9)),  # the default: onset to the next onset
+        "image_size": (9, 16),
+        "behavior": ["processing/behavior/BehavioralTimeSeries/running_speed"],
+        "pupil_center": "processing/behavior/EyeTracking/pupil_position",
+        "tier_rule": "fraction (auto): test 0.15, validation 0.1, seed 0",  # every image is repeated
+    }
+    chosen = load_nwb(allen, window=(0.1, 0.35), tier_rule="fraction", test_fraction=0.2, seed=3)
+    assert chosen.provenance == {"responses": DFF, "stimulus": STIMULUS,
+                                 "images": "stimulus/templates/natural_scenes_images", "window": (0.1, 0.35),
+                                 "tier_rule": "fraction: test 0.2, validation 0.1, seed 3"}
+    assert chosen.fingerprint() != load_nwb(allen, window=(0.1, 0.35)).fingerprint()
+
+
 def test_rate_based_time_base_and_explicit_window(scene, tmp_path):
     path = _write(tmp_path / "rate.nwb", scene, rate_based=True)
     window = (0.1, 0.35)
@@ -240,6 +268,9 @@ def test_time_intervals_table_with_blank_presentations(tmp_path):
     np.testing.assert_allclose(
         data.responses[trial],
         _window_mean(scene["times"], scene["trace"], scene["onsets"][shown[trial]], (0.0, PERIOD)), rtol=1e-5)
+    assert data.provenance["stimulus"] == "intervals/natural_scenes_presentations"
+    assert data.provenance["images"] == "stimulus/templates/natural_scenes_images"
+    assert data.provenance["index_column"] == "frame"
     with pytest.raises(RecordingError, match="natural_scenes_presentations: has no image index column"):
         load_nwb(path, stimulus="natural_scenes_presentations", index_column="image_number")
     with pytest.raises(RecordingError, match="no stimulus found .* with a column image_number"):
@@ -289,6 +320,7 @@ def test_tiers_when_only_some_images_are_repeated(tmp_path):
     assert {image for image, tier in tiers.items() if tier == "test"} == set(range(100, N_IMAGES))
     assert sum(tier == "validation" for tier in tiers.values()) == 10
     assert sum(tier == "train" for tier in tiers.values()) == 90
+    assert data.provenance["tier_rule"] == "repeated (auto): validation 0.1, seed 0"
     # One image shown once among repeated ones is no train set: say so, and offer the fraction rule.
     order = np.concatenate([np.arange(1), np.repeat(np.arange(1, 12), 2)])
     path = _write(tmp_path / "one.nwb", _scene(order=order))
@@ -390,6 +422,55 @@ def test_index_past_the_images(copy):
         file[f"{STIMULUS}/data"][7] = N_IMAGES
     with pytest.raises(RecordingError, match=f"natural_scenes: presentation 7 shows image {N_IMAGES}, but "
                                               f"natural_scenes_images holds only {N_IMAGES} images"):
+        load_nwb(copy)
+
+
+def test_time_intervals_table_that_does_not_fill_the_only_image_set(tmp_path):
+    # The table shows images 0..99; the file's only image set holds 118: nothing says it is the table's.
+    rng = np.random.default_rng(5)
+    scene = _scene(order=np.concatenate([rng.permutation(100), rng.permutation(100)]))
+    path = _write(tmp_path / "subset.nwb", scene, layout="intervals")
+    with pytest.raises(RecordingError, match=r"intervals/natural_scenes_presentations \(column 'frame'\): the image "
+                                             r"indices reach image 99, but stimulus/templates/natural_scenes_images, "
+                                             r"the only image set, holds 118 images \(0 to 117\); if it is this "
+                                             r"table's image set, name it with images=\.$"):
+        load_nwb(path)
+    data = load_nwb(path, images="natural_scenes_images")  # named: the user vouches for it
+    np.testing.assert_array_equal(data.images[..., 0], scene["images"][scene["order"]])
+
+
+def test_time_intervals_table_names_its_image_set(scene, tmp_path):
+    # The table's timeseries column points at natural_scenes_template (118 images of 18x32); other_images
+    # (150 of 9x16) would take every index too, showing the wrong pictures.
+    other = np.random.default_rng(1).integers(0, 255, (150, 9, 16), dtype="uint8")
+    path = _write(tmp_path / "linked.nwb", scene, layout="intervals", linked=True, other_images=other)
+    data = load_nwb(path)  # three image sets; the table's own is taken
+    assert data.provenance["images"] == "stimulus/templates/natural_scenes_template"
+    np.testing.assert_array_equal(data.images[..., 0], scene["images"][scene["order"]])
+    # natural_scenes_images has the linked set's shape (the same pictures): accepted when named.
+    assert load_nwb(path, images="natural_scenes_images").fingerprint() == data.fingerprint()
+    with pytest.raises(RecordingError, match=r"intervals/natural_scenes_presentations: its timeseries column points "
+                                             r"at stimulus/templates/natural_scenes_template, 118 images of 18x32, "
+                                             r"but its indices would be read into stimulus/templates/other_images, "
+                                             r"150 images of 9x16; name the table's image set with images=\.$"):
+        load_nwb(path, images="other_images")
+
+
+@pytest.mark.parametrize("attribute, value", [("conversion", np.nan), ("conversion", np.inf), ("offset", np.nan)])
+def test_conversion_or_offset_that_is_not_finite_is_named(copy, attribute, value):
+    with h5py.File(copy, "r+") as file:
+        file[f"{DFF}/data"].attrs[attribute] = value
+    with pytest.raises(RecordingError, match=rf"session.nwb: {DFF}: its {attribute} attribute is {value}; "
+                                             r"data \* conversion \+ offset must be finite\.$"):
+        load_nwb(copy)
+
+
+def test_conversion_that_overflows_names_the_roi(copy):
+    with h5py.File(copy, "r+") as file:
+        file[f"{DFF}/data"].attrs["conversion"] = 1e300
+    with pytest.raises(RecordingError, match=rf"{DFF}: data \* conversion \+ offset \(conversion 1e\+300, offset 0\) "
+                                             r"overflows float32 in ROI 1\d\d \(column \d+\) over the window of "
+                                             r"presentation \d+\.$"):
         load_nwb(copy)
 
 

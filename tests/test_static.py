@@ -1,10 +1,11 @@
+import io
 import os
 import shutil
 import zipfile
 
 import numpy as np
 import pytest
-from static_tree import IMAGE_SHAPE, N_NEURONS, TIERS, write_tree
+from static_tree import IMAGE_SHAPE, N_NEURONS, TIERS, rezip, write_tree
 
 from keras_sysid.data import RecordingError, load_static
 
@@ -24,6 +25,8 @@ def test_reads_folder_zip_and_parent_folder_alike(tmp_path):
     assert from_folder.responses.shape == (len(TIERS), N_NEURONS)
     assert from_folder.behavior.shape == (len(TIERS), 3) and from_folder.pupil_center.shape == (len(TIERS), 2)
     assert from_folder.name == from_zip.name == "static1-1-1-preproc0"
+    assert from_zip.provenance == {"format": "static", "path": zipped}
+    assert load_static(folder, tiers=["test"]).provenance == {"format": "static", "path": folder}
     for other in (from_zip, from_parent):
         np.testing.assert_array_equal(other.images, from_folder.images)
         np.testing.assert_array_equal(other.responses, from_folder.responses)
@@ -162,6 +165,87 @@ def test_damaged_zip_member_is_named(tmp_path):
             target.writestr(item, payload)
     with pytest.raises(RecordingError, match=r"bad.zip:static1-1-1-preproc0/data/responses/7.npy|responses/7.npy: unreadable"):
         load_static(rewritten)
+
+
+def test_two_files_for_one_trial_are_refused(tree):
+    os.rename(os.path.join(tree, "data/responses/7.npy"), os.path.join(tree, "data/responses/007.npy"))
+    # One file per trial, zero-padded or not: trial 7 is 007.npy.
+    np.testing.assert_array_equal(load_static(tree).responses[7], np.load(os.path.join(tree, "data/responses/007.npy")))
+    shutil.copy(os.path.join(tree, "data/responses/007.npy"), os.path.join(tree, "data/responses/7.npy"))
+    with pytest.raises(RecordingError, match=r"^\S+/data/responses/007.npy and \S+/data/responses/7.npy: both are "
+                                             r"trial 7; keep one of them\.$"):
+        load_static(tree)
+
+
+def _header_only(shape, dtype="<f4"):
+    """A .npy header declaring ``shape`` followed by 16 bytes of data."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + bytes(16)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        # 40 GB declared, 16 bytes present: refused before numpy allocates (it raised MemoryError).
+        (_header_only((100000, 100000)), r"responses/4.npy: its header declares float32 data of shape "
+                                         r"\(100000, 100000\) \(40,000,000,000 bytes\), but the file holds 16 bytes "
+                                         r"after the header; truncated or damaged .npy file\.$"),
+        (_npy(np.ones(N_NEURONS, "float32"))[:-4], r"responses/4.npy: its header declares float32 data of shape "
+                                                   r"\(5,\) \(20 bytes\), but the file holds 16 bytes"),
+        (_npy(np.ones(N_NEURONS, "float32")) + b"tail", r"responses/4.npy: .* \(20 bytes\), but the file holds 24 "
+                                                        r"bytes"),
+        (_npy(np.ones(N_NEURONS, "float32"))[:30], r"responses/4.npy: unreadable .npy header \(EOF"),
+    ],
+    ids=["40 GB declared", "data cut", "bytes after the data", "header cut"],
+)
+@pytest.mark.parametrize("zipped", [False, True])
+def test_npy_header_that_disagrees_with_the_file_is_refused(tmp_path, payload, message, zipped):
+    tree = write_tree(str(tmp_path), zipped=zipped)
+    if zipped:
+        tree = rezip(tree, tmp_path / "damaged.zip", {"data/responses/4.npy": (payload, zipfile.ZIP_DEFLATED)})
+    else:
+        with open(os.path.join(tree, "data/responses/4.npy"), "wb") as file:
+            file.write(payload)
+    with pytest.raises(RecordingError, match=message):
+        load_static(tree)
+
+
+def test_zip_members_that_would_unpack_to_too_much_are_refused(tmp_path, monkeypatch):
+    from keras_sysid.data.readers import static
+
+    zipped = write_tree(str(tmp_path), zipped=True)
+    # 5 MiB of zeros deflate ~1000:1 (zlib's ratio varies a little, so the test's limit is 100:1); the member is
+    # refused from the zip's directory, before it is unpacked.
+    monkeypatch.setattr(static, "MAX_RATIO", 100)
+    bomb = rezip(zipped, tmp_path / "bomb.zip", {"data/responses/3.npy": (_npy(np.zeros(5 * 2**18, "float32")),
+                                                                          zipfile.ZIP_DEFLATED)})
+    with pytest.raises(RecordingError, match=r"bomb.zip:static1-1-1-preproc0/data/responses/3.npy: would unpack "
+                                             r"[\d,]+ bytes into 5,243,008 \(ratio \d+:1, over the limit of "
+                                             r"100:1 for members over 4,194,304 bytes\); refusing to unpack it"):
+        load_static(bomb)
+    monkeypatch.setattr(static, "MAX_RATIO", 1000)
+    bzip2 = rezip(zipped, tmp_path / "bzip2.zip", {"data/images/2.npy": (_npy(np.ones((1, 4, 4))), zipfile.ZIP_BZIP2)})
+    with pytest.raises(RecordingError, match=r"bzip2.zip:static1-1-1-preproc0/data/images/2.npy: is compressed with "
+                                             r"zip method 12; only stored and deflated members"):
+        load_static(bzip2)
+    monkeypatch.setattr(static, "MAX_MEMBER_BYTES", 2000)  # an image is 2,048 bytes, every other file less
+    with pytest.raises(RecordingError, match=r"zip:static1-1-1-preproc0/data/images/\d+.npy: declares 2,048 bytes "
+                                             r"unpacked, over the limit of 2,000 bytes per member; refusing"):
+        load_static(zipped)
+    monkeypatch.setattr(static, "MAX_MEMBER_BYTES", 2**30)
+    monkeypatch.setattr(static, "MAX_TOTAL_BYTES", 10_000)
+    with pytest.raises(RecordingError, match=r"zip:static1-1-1-preproc0/\S+.npy: brings the data set's members to "
+                                             r"[\d,]+ bytes unpacked, over the limit of 10,000 bytes; refusing"):
+        load_static(zipped)
+    monkeypatch.setattr(static, "MAX_TOTAL_BYTES", 10_000_000)
+    assert load_static(zipped).n_trials == len(TIERS)
 
 
 def test_missing_path_and_non_zip_file(tmp_path):

@@ -16,7 +16,10 @@ four layouts, all read by :func:`load_nwb`:
 (d) a ``TimeIntervals`` table (``intervals/``, e.g. Allen's
     ``natural_scenes_presentations``) with ``start_time`` and a column of
     image indices (``frame``, ``image_index``, ...) into an ``Images`` or
-    ``ImageSeries`` of ``stimulus/templates``.
+    ``ImageSeries`` of ``stimulus/templates``: the one the table's
+    ``timeseries`` column points at (through an ``IndexSeries`` or as an
+    ``ImageSeries``), else the one named, else the only one, which its indices
+    must then fill (reach its last image), lest it be another stimulus' set.
 
 Each presentation becomes one trial of a :class:`~keras_sysid.data.Recording`:
 its image, and each ROI's trace averaged over a window after the onset.
@@ -107,7 +110,10 @@ def load_nwb(
             ``stimulus/presentation/``, or the ``TimeIntervals`` in
             ``intervals/`` (layouts (a)-(d) of the module's docstring).
         images: For a ``TimeIntervals`` stimulus only: the ``Images`` or
-            ``ImageSeries`` in ``stimulus/templates/`` its indices point into.
+            ``ImageSeries`` in ``stimulus/templates/`` its indices point into;
+            default the one the table's ``timeseries`` column points at, else
+            the only one (see layout (d)). A set of another size or image
+            shape than the one the table points at is refused.
         index_column: For a ``TimeIntervals`` stimulus: the column of image
             indices; default the one of :data:`INDEX_COLUMNS` it has.
         window: ``(start, stop)`` in seconds after each onset.
@@ -139,7 +145,13 @@ def load_nwb(
         ``roi_centroid (N, 2)`` (x, y in imaging-plane pixels); ``trials``:
         ``onset_time (trials,)`` in seconds and ``presentation (trials,)``,
         the row of the stimulus it came from; ``name``: the file name without
-        extension.
+        extension; ``provenance``: what was chosen, by path in the file:
+        ``responses``, ``stimulus``, ``images`` (the image set; not for
+        layout (c)), ``index_column`` (layout (d)), ``window`` (the
+        ``(start, stop)`` seconds used), ``image_size`` (if resized),
+        ``behavior`` (a list) and ``pupil_center`` (if any) and ``tier_rule``
+        (the rule applied, in words, e.g. ``"fraction (auto): test 0.15,
+        validation 0.1, seed 0"``).
 
     Raises:
         ImportError: pynwb is not installed.
@@ -147,9 +159,11 @@ def load_nwb(
         RecordingError: a missing, unreadable or non-NWB file; no or several
             candidate series; timestamps that do not strictly increase; a
             window outside the recording or with no sample; NaN/inf inside a
-            window; an ROI table that does not match the data's columns; an
-            image index past the image set; tiers that cannot all be filled.
-            The message names the file and the series. All but the NaN check
+            window, or made by a series' ``conversion`` or ``offset``; an ROI
+            table that does not match the data's columns; an image index past
+            the image set; a ``TimeIntervals`` table whose image set does not
+            fit it (layout (d)); tiers that cannot all be filled.
+            The message names the file and the series. All but the NaN/inf checks
             run before the traces and images are read (the tier check of
             layout (c) needs its frames).
 
@@ -222,11 +236,12 @@ def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, windo
     tier_args = (tier_rule, test_fraction, validation_fraction, seed, f"{path}: {stim.path}")
     tiers = None if stim.index is None else assign_tiers(stim.index[keep], *tier_args)
 
-    state = []
+    state, state_paths = [], {"behavior": [], "pupil_center": []}
     for names, label in ((behavior, "behavior"), ([pupil_center] if pupil_center else [], "pupil_center")):
         for name in names:
             state_path = _pick(name, recorded, "TimeSeries", path, label, "in acquisition/ and processing/*/",
                                sorted(series))
+            state_paths[label].append(state_path)
             state_series = recorded[state_path]
             state_where = f"{path}: {state_path}"
             columns = _shape(state_series.data)
@@ -261,6 +276,15 @@ def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, windo
     centroids = _roi_centroids(table, rows)
     if centroids is not None:
         neurons["roi_centroid"] = centroids
+    provenance = {"responses": response_path, "stimulus": stim.path, **stim.provenance,
+                  "window": (float(window[0]), float(window[1]))}
+    if image_size is not None:
+        provenance["image_size"] = image_size
+    if state_paths["behavior"]:
+        provenance["behavior"] = state_paths["behavior"]
+    if state_paths["pupil_center"]:
+        provenance["pupil_center"] = state_paths["pupil_center"][0]
+    provenance["tier_rule"] = _tier_rule_used(image_ids, tier_rule, test_fraction, validation_fraction, seed)
     return Recording(
         images=templates[image_ids][..., None],
         responses=response_means,
@@ -271,7 +295,18 @@ def _load(pynwb, nwbfile, path, responses, stimulus, images, index_column, windo
         neurons=neurons,
         trials={"onset_time": onsets.astype("float64"), "presentation": presentations.astype("int64")},
         name=os.path.splitext(os.path.basename(path))[0],
+        provenance=provenance,
     )
+
+
+def _tier_rule_used(image_ids, tier_rule, test_fraction, validation_fraction, seed) -> str:
+    """The rule :func:`assign_tiers` applied, in words: ``"fraction (auto): test 0.15, validation 0.1, seed 0"``."""
+    rule = tier_rule
+    if rule == "auto":  # as assign_tiers decides
+        repeated = np.unique(image_ids, return_counts=True)[1] > 1
+        rule = "repeated" if repeated.any() and not repeated.all() else "fraction"
+    test = f"test {test_fraction:g}, " if rule == "fraction" else ""
+    return f"{rule}{' (auto)' if tier_rule == 'auto' else ''}: {test}validation {validation_fraction:g}, seed {seed}"
 
 
 def _import_pynwb():
@@ -430,8 +465,9 @@ def _roi_centroids(table, rows):
 class _Stimulus:
     """A stimulus' onsets (all presentations) and how to get its images."""
 
-    def __init__(self, path, onsets, index=None, loader=None):
+    def __init__(self, path, onsets, index=None, loader=None, provenance=None):
         self.path, self.onsets, self.index, self._loader = path, onsets, index, loader
+        self.provenance = provenance or {}  # the image set (and index column) used
 
     def load(self, keep):
         """``(templates (M, H, W) float32, image ids (trials,) int64)``; an id is a row of ``templates``."""
@@ -478,11 +514,32 @@ def _stimulus(pynwb, name, images, index_column, series, tables, image_sets, pat
         if isinstance(column, list):
             raise RecordingError(f"{where}: has several image index columns {column}; choose one with index_column=.")
         onsets = _increasing(np.asarray(obj["start_time"].data[:], dtype="float64"), where, "start times")
-        set_path = _pick(images, image_sets, "image set (Images or ImageSeries)", path, "images",
-                         "in stimulus/templates/", sorted(image_sets))
-        count, loader = _image_set(pynwb, image_sets[set_path], f"{path}: {set_path}")
-        index = _checked_index(obj[column].data[:], f"{where} (column {column!r})", count, set_path)
-        return _Stimulus(stimulus_path, onsets, index, loader)
+        # The image sets the table's own timeseries column leads to, if it has one.
+        linked = _linked_image_sets(pynwb, obj, image_sets)
+        if images is None and len(linked) == 1:
+            set_path = next(iter(linked))
+        else:
+            set_path = _pick(images, image_sets, "image set (Images or ImageSeries)", path, "images",
+                             "in stimulus/templates/", sorted(image_sets))
+        count, size, loader = _image_set(pynwb, image_sets[set_path], f"{path}: {set_path}")
+        for linked_path, linked_set in linked.items():
+            linked_count, linked_size, _ = _image_set(pynwb, linked_set, f"{path}: {linked_path}")
+            if (linked_count, linked_size) != (count, size):
+                linked_text, used_text = _images_text(linked_count, linked_size), _images_text(count, size)
+                raise RecordingError(
+                    f"{where}: its timeseries column points at {linked_path}, {linked_text}, but its indices would be "
+                    f"read into {set_path}, {used_text}; name the table's image set with images=."
+                )
+        label = f"{where} (column {column!r})"
+        index = _checked_index(obj[column].data[:], label, count, set_path)
+        shown = index[index >= 0]
+        if images is None and not linked and shown.size and int(shown.max()) + 1 != count:
+            # Nothing in the file ties the table to the set: one that its indices do not fill is likely another's.
+            raise RecordingError(
+                f"{label}: the image indices reach image {int(shown.max())}, but {set_path}, the only image set, "
+                f"holds {count} images (0 to {count - 1}); if it is this table's image set, name it with images=."
+            )
+        return _Stimulus(stimulus_path, onsets, index, loader, {"images": set_path, "index_column": column})
     if images is not None:
         raise ValueError(f"images= is for a TimeIntervals stimulus; {stimulus_path} is a {type(obj).__name__}, "
                          "which names its own images.")
@@ -491,9 +548,10 @@ def _stimulus(pynwb, name, images, index_column, series, tables, image_sets, pat
         target = obj.indexed_images if obj.indexed_images is not None else obj.indexed_timeseries
         if target is None:
             raise RecordingError(f"{where}: links neither indexed_images nor indexed_timeseries.")
-        count, loader = _image_set(pynwb, target, f"{where} -> {target.name}")
+        count, _, loader = _image_set(pynwb, target, f"{where} -> {target.name}")
         index = _checked_index(obj.data[:], where, count, target.name)
-        return _Stimulus(stimulus_path, onsets, index, loader)
+        set_path = next((key for key, value in image_sets.items() if value is target), target.name)
+        return _Stimulus(stimulus_path, onsets, index, loader, {"images": set_path})
     return _Stimulus(stimulus_path, onsets, None, lambda: np.asarray(obj.data[:]))
 
 
@@ -506,8 +564,33 @@ def _index_column(table, index_column):
     return found[0] if len(found) == 1 else (found or None)
 
 
+def _linked_image_sets(pynwb, table, image_sets) -> dict:
+    """``{path: image set}`` of the sets in ``image_sets`` that the rows of ``table`` point at (its ``timeseries``
+    column: an IndexSeries' images or an ImageSeries of templates); empty without such a column."""
+    if "timeseries" not in getattr(table, "colnames", ()):
+        return {}
+    try:
+        column = table["timeseries"]
+        references = getattr(column, "target", column).data[:]
+        targets = [row[2] for row in references]
+    except Exception:  # hdmf raises many kinds for a damaged reference; an unreadable link ties nothing
+        return {}
+    found = []
+    for series in {id(target): target for target in targets}.values():
+        if isinstance(series, pynwb.image.IndexSeries):
+            found.append(series.indexed_images if series.indexed_images is not None else series.indexed_timeseries)
+        elif isinstance(series, pynwb.image.ImageSeries):
+            found.append(series)
+    return {key: value for key, value in image_sets.items() if any(value is target for target in found)}
+
+
+def _images_text(count, size) -> str:
+    return f"{count} images of {size[0]}x{size[1]}" if size else f"{count} images"
+
+
 def _image_set(pynwb, obj, where):
-    """``(number of images, loader of the (M, H, W) float32 grey stack)`` of an Images or ImageSeries."""
+    """``(number of images, (H, W) of the first or None, loader of the (M, H, W) float32 grey stack)`` of an
+    Images or ImageSeries."""
     if isinstance(obj, pynwb.base.Images):
         order = getattr(obj, "order_of_images", None)
         if order is not None:
@@ -525,14 +608,15 @@ def _image_set(pynwb, obj, where):
                                       "image_size= cannot help: their aspect would differ.")
             return np.stack(greys)
 
-        return len(pictures), load
+        size = tuple(_shape(pictures[0].data)[:2]) if pictures else None
+        return len(pictures), size, load
     shape = _shape(obj.data)
     if len(shape) not in (3, 4):
         external = getattr(obj, "external_file", None)
         reason = "its frames are in external files, which load_nwb does not read" if external is not None else \
             f"data has shape {shape}; expected (images, H, W[, 3])"
         raise RecordingError(f"{where}: {reason}.")
-    return shape[0], lambda: grey_images(np.asarray(obj.data[:]), where, stack=True)
+    return shape[0], tuple(shape[1:3]), lambda: grey_images(np.asarray(obj.data[:]), where, stack=True)
 
 
 def _natural_key(name: str):
@@ -604,4 +688,16 @@ def _window_means(series, bounds, where, labels, times, presentations) -> np.nda
     means = (sums[last] - sums[first]) / (last - first)[:, None]
     conversion = float(getattr(series, "conversion", 1.0) or 1.0)
     offset = float(getattr(series, "offset", 0.0) or 0.0)
-    return (means * conversion + offset).astype("float32")
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = (means * conversion + offset).astype("float32")
+    bad = ~np.isfinite(converted)
+    if bad.any():
+        for attribute, value in (("conversion", conversion), ("offset", offset)):
+            if not np.isfinite(value):
+                raise RecordingError(f"{where}: its {attribute} attribute is {value}; data * conversion + offset "
+                                      "must be finite.")
+        trial, column = (int(v) for v in np.argwhere(bad)[0])
+        raise RecordingError(f"{where}: data * conversion + offset (conversion {conversion:g}, offset {offset:g}) "
+                              f"overflows float32 in {labels[column]} over the window of presentation "
+                              f"{int(presentations[trial])}.")
+    return converted

@@ -20,19 +20,45 @@ problem raises a :class:`RecordingError` that names the file.
 
 Normalisation uses statistics of the *train tier only*, computed here: the
 published ``meta/statistics`` cover all trials, test trials included.
+
+Every ``.npy`` file's header is read first, and a file whose header declares
+more (or fewer) bytes of data than the file holds is refused before any array
+is allocated. The ``.npy`` members of a zip file under the data set's root are
+checked from the zip's directory before anything is unpacked, against these
+limits (the published 5494-trial set unpacks to 176 MB, its largest file
+1.4 MB, its highest ratio 264:1):
+
+* a member may unpack to at most 4 GiB (:data:`MAX_MEMBER_BYTES`), and all
+  of them together to at most 64 GiB (:data:`MAX_TOTAL_BYTES`);
+* a member that unpacks to more than 4 MiB (:data:`RATIO_CHECKED_BYTES`) may do
+  so at most 1000 times its compressed size (:data:`MAX_RATIO`);
+* members must be stored or deflated (the usual zip), not encrypted: other
+  methods (bzip2, LZMA) may unpack a whole chunk at once, unbounded;
+* no more bytes are unpacked from a member than its directory entry declares.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import zipfile
+import zlib
 
 import numpy as np
 
 from keras_sysid.data.formats import is_path, register_format
 from keras_sysid.data.recording import KNOWN_TIERS, Recording, RecordingError, select_trials
+
+# Limits on the zip members read (see the module docstring).
+MAX_MEMBER_BYTES = 4 * 2**30
+MAX_TOTAL_BYTES = 64 * 2**30
+RATIO_CHECKED_BYTES = 4 * 2**20
+MAX_RATIO = 1000
+# Magic, version, header length and numpy's own limit on the header (read_array_header_*'s max_header_size).
+_NPY_HEADER_BYTES = 12 + 10000
+
 _TRIAL_FOLDERS = ("images", "responses", "behavior", "pupil_center")
 _REQUIRED_FOLDERS = ("images", "responses")
 _TRIAL_FILE = re.compile(r"^(\d+)\.npy$")
@@ -60,6 +86,40 @@ class _Tree:
         self.root = self._find_root(names)
         prefix = self.root + "/" if self.root else ""
         self.names = {name[len(prefix):] for name in names if name.startswith(prefix)}
+        if self._zip is not None:
+            self._check_members(prefix)
+
+    def _check_members(self, prefix: str) -> None:
+        """Refuses members that would unpack to too much (see the module docstring), from the zip's directory."""
+        total = 0
+        for info in self._zip.infolist():
+            if info.is_dir() or not info.filename.startswith(prefix) or not info.filename.endswith(".npy"):
+                continue
+            where = f"{self.path}:{info.filename}"
+            if info.flag_bits & 0x1:
+                raise RecordingError(f"{where}: is encrypted; unzip it with its password first.")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise RecordingError(
+                    f"{where}: is compressed with zip method {info.compress_type}; only stored and deflated members "
+                    "(the usual zip) are read: re-zip it or give the extracted folder."
+                )
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise RecordingError(
+                    f"{where}: declares {info.file_size:,} bytes unpacked, over the limit of "
+                    f"{MAX_MEMBER_BYTES:,} bytes per member; refusing to unpack it."
+                )
+            if info.file_size > RATIO_CHECKED_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                raise RecordingError(
+                    f"{where}: would unpack {info.compress_size:,} bytes into {info.file_size:,} "
+                    f"(ratio {info.file_size / max(info.compress_size, 1):.0f}:1, over the limit of {MAX_RATIO}:1 "
+                    f"for members over {RATIO_CHECKED_BYTES:,} bytes); refusing to unpack it (a zip bomb?)."
+                )
+            total += info.file_size
+            if total > MAX_TOTAL_BYTES:
+                raise RecordingError(
+                    f"{where}: brings the data set's members to {total:,} bytes unpacked, over the limit of "
+                    f"{MAX_TOTAL_BYTES:,} bytes; refusing to unpack it."
+                )
 
     def _find_root(self, names: list[str]) -> str:
         # The tree may sit at the top of the zip/folder or one folder down.
@@ -80,40 +140,73 @@ class _Tree:
         if name not in self.names:
             raise RecordingError(f"{self.describe(name)}: file is missing.")
         full = f"{self.root}/{name}" if self.root else name
+        where = self.describe(name)
         try:
             if self._zip is not None:
-                raw = self._zip.read(full)
+                info = self._zip.getinfo(full)
+                size, stream = info.file_size, self._zip.open(info)
             else:
-                with open(os.path.join(self.path, full), "rb") as file:
-                    raw = file.read()
-        except (OSError, EOFError, zipfile.BadZipFile) as error:
-            raise RecordingError(f"{self.describe(name)}: unreadable ({error}).") from None
-        if not raw.startswith(b"\x93NUMPY"):
-            raise RecordingError(f"{self.describe(name)}: unreadable, not a .npy file.")
-        try:
-            return np.load(io.BytesIO(raw), allow_pickle=False)
-        except ValueError as error:
-            if "allow_pickle" in str(error):
-                raise RecordingError(
-                    f"{self.describe(name)}: holds Python objects, which would need unpickling; refusing to load it."
-                ) from None
-            raise RecordingError(f"{self.describe(name)}: unreadable .npy file ({error}).") from None
-        except (OSError, EOFError) as error:
-            raise RecordingError(f"{self.describe(name)}: unreadable, truncated .npy file ({error}).") from None
+                file_path = os.path.join(self.path, full)
+                size, stream = os.path.getsize(file_path), open(file_path, "rb")
+            with stream:
+                return _read_npy(stream, size, where)
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            raise RecordingError(f"{where}: unreadable ({error}).") from None
 
-    def trial_files(self, folder: str) -> list[int]:
+    def trial_files(self, folder: str) -> dict[int, str]:
+        """``{trial index: file name}`` of ``data/<folder>/<index>.npy``; two files for one trial are refused."""
         prefix = f"data/{folder}/"
-        indices = []
-        for name in self.names:
+        files = {}
+        for name in sorted(self.names):
             if name.startswith(prefix):
                 match = _TRIAL_FILE.match(name[len(prefix):])
                 if match:
-                    indices.append(int(match.group(1)))
-        return sorted(indices)
+                    index = int(match.group(1))
+                    if index in files:
+                        raise RecordingError(
+                            f"{self.describe(files[index])} and {self.describe(name)}: both are trial {index}; "
+                            "keep one of them."
+                        )
+                    files[index] = name
+        return dict(sorted(files.items()))
 
     def close(self):
         if self._zip is not None:
             self._zip.close()
+
+
+def _read_npy(stream, size: int, where: str) -> np.ndarray:
+    """The array of a ``.npy`` file of ``size`` bytes, read only once its header agrees with ``size``."""
+    head = stream.read(min(size, _NPY_HEADER_BYTES))
+    if not head.startswith(b"\x93NUMPY"):
+        raise RecordingError(f"{where}: unreadable, not a .npy file.")
+    header = io.BytesIO(head)
+    try:
+        version = np.lib.format.read_magic(header)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise RecordingError(f"{where}: .npy format version {version[0]}.{version[1]}; only 1.0 and 2.0 are read.")
+        shape, fortran_order, dtype = read_header(header)
+    except RecordingError:
+        raise
+    except ValueError as error:  # a damaged or cut header
+        raise RecordingError(f"{where}: unreadable .npy header ({error}).") from None
+    if dtype.hasobject:
+        raise RecordingError(f"{where}: holds Python objects, which would need unpickling; refusing to load it.")
+    offset, count = header.tell(), math.prod(shape)
+    n_bytes = dtype.itemsize * count
+    if offset + n_bytes != size:
+        raise RecordingError(
+            f"{where}: its header declares {dtype} data of shape {shape} ({n_bytes:,} bytes), but the file holds "
+            f"{size - offset:,} bytes after the header; truncated or damaged .npy file."
+        )
+    raw = bytearray(head)  # writable, as np.load's arrays are
+    raw += stream.read(size - len(head))
+    if len(raw) != size:
+        raise RecordingError(f"{where}: unreadable, truncated: {len(raw):,} of {size:,} bytes could be read.")
+    array = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape[::-1]).transpose() if fortran_order else array.reshape(shape)
 
 
 def _check_finite(array: np.ndarray, what: str) -> None:
@@ -126,7 +219,8 @@ def _check_finite(array: np.ndarray, what: str) -> None:
 
 
 def _stack_trials(tree: _Tree, folder: str, n_trials: int) -> np.ndarray:
-    indices = tree.trial_files(folder)
+    files = tree.trial_files(folder)
+    indices = list(files)
     if indices != list(range(n_trials)):
         missing = sorted(set(range(n_trials)) - set(indices))
         extra = sorted(set(indices) - set(range(n_trials)))
@@ -135,14 +229,14 @@ def _stack_trials(tree: _Tree, folder: str, n_trials: int) -> np.ndarray:
             f"{tree.describe('data/' + folder)}: has {len(indices)} trial files but meta/trials/tiers.npy "
             f"lists {n_trials} trials; {problem}."
         )
-    first = tree.load(f"data/{folder}/0.npy")
+    first = tree.load(files[0])
     stacked = np.empty((n_trials,) + first.shape, dtype="float32")
     for index in range(n_trials):
-        name = f"data/{folder}/{index}.npy"
+        name = files[index]
         array = first if index == 0 else tree.load(name)
         if array.shape != first.shape:
             raise RecordingError(
-                f"{tree.describe(name)}: has shape {array.shape}, but data/{folder}/0.npy has {first.shape}."
+                f"{tree.describe(name)}: has shape {array.shape}, but {files[0]} has {first.shape}."
             )
         if not np.issubdtype(array.dtype, np.number):
             raise RecordingError(f"{tree.describe(name)}: holds {array.dtype} values; expected numbers.")
@@ -253,6 +347,7 @@ def load_static(path, tiers=None) -> Recording:
         neurons=neurons,
         trials=trials,
         name=tree.root.split("/")[-1] or os.path.splitext(os.path.basename(tree.path))[0],
+        provenance={"format": "static", "path": tree.path},
     )
     if tiers is not None:
         data = select_trials(data, np.isin(tier_names, list(tiers)))
