@@ -14,7 +14,37 @@ and giving its ``responses``; ``serving_default`` is then the first session's.
 
 from __future__ import annotations
 
+import os
+
 import keras
+
+
+def check_writable(path: str) -> str:
+    """Refuses a destination folder that cannot be written, before any work is spent on it.
+
+    A folder is written as a new folder beside ``path`` that then takes its
+    place (so ``path`` appears complete or not at all); it is made, with any
+    missing folders above it, in the nearest existing folder above ``path``,
+    which must therefore be a writable folder.
+
+    Args:
+        path: The folder to write (a SavedModel's, say).
+
+    Returns:
+        ``path``, normalised.
+
+    Raises:
+        ValueError: naming the folder above ``path`` that is not a folder (a file), or is not writable.
+    """
+    out = os.path.normpath(os.fspath(path))
+    folder = os.path.dirname(os.path.abspath(out))
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {out}: {folder} is not a folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {out}: the folder {folder} is not writable (read-only, or not yours).")
+    return out
 
 
 def export_saved_model(model: keras.Model, path: str) -> None:

@@ -102,17 +102,13 @@ def verify(folder: str, files=_CHECKED_FILES) -> None:
             hold a checksum for every file of the format in any case.
 
     Raises:
-        ZooError: naming the file that is missing, altered or truncated.
+        ZooError: naming the file that is missing, altered or truncated, or
+            the listing's line that is not ``<64 hex digits>  <file name>``.
     """
     listing = os.path.join(folder, CHECKSUM_FILE)
     if not os.path.isfile(listing):
         raise ZooError(f"{listing}: file is missing; cannot verify the model's files.")
-    expected = {}
-    with open(listing) as file:
-        for line in file:
-            if line.strip():
-                digest, _, name = line.strip().partition("  ")
-                expected[name] = digest
+    expected = _read_checksums(listing)
     for name in _CHECKED_FILES:
         if name not in expected:
             raise ZooError(f"{listing}: has no checksum for {name}.")
@@ -122,6 +118,35 @@ def verify(folder: str, files=_CHECKED_FILES) -> None:
             raise ZooError(f"{path}: file is missing.")
         if sha256(path) != expected[name]:
             raise ZooError(f"{path}: checksum mismatch; the file is altered or truncated.")
+
+
+def _read_checksums(listing: str) -> dict[str, str]:
+    """``{file name: lower-case hex sha256}`` from a ``SHA256SUMS`` listing (``sha256sum``'s format).
+
+    Each non-blank line is 64 hex digits (of either case: hex is case-insensitive),
+    then two spaces (or a space and ``*``, ``sha256sum --binary``'s mark), then the name.
+    """
+    expected = {}
+    try:
+        with open(listing, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ZooError(f"{listing}: not readable ({type(error).__name__}: {error}).") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        text = line.strip()
+        digest, mark, name = text[:64], text[64:66], text[66:]
+        if len(digest) < 64 or not set(digest) <= _HEX_DIGITS or mark not in ("  ", " *") or not name.strip():
+            raise ZooError(f"{listing}: line {number} is not '<64 hex digits>  <file name>': {text!r}.")
+        digest = digest.lower()
+        if expected.get(name, digest) != digest:
+            raise ZooError(f"{listing}: line {number} gives {name} a second, different checksum.")
+        expected[name] = digest
+    return expected
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _read_json(path: str):
@@ -147,20 +172,25 @@ _LISTED_FACTS = ("input", "output", "data", "licence", "citation", "trained_with
 
 def _preset_facts(name: str, folder: str) -> dict:
     verify(folder, (CONFIG_FILE, METADATA_FILE))
-    facts = _read_json(os.path.join(folder, METADATA_FILE))
+    metadata_path, config_path = os.path.join(folder, METADATA_FILE), os.path.join(folder, CONFIG_FILE)
+    facts = _read_json(metadata_path)
     if not isinstance(facts, dict):
-        raise ZooError(f"{os.path.join(folder, METADATA_FILE)}: holds no facts (a JSON object is expected).")
-    config = _read_json(os.path.join(folder, CONFIG_FILE))
+        raise ZooError(f"{metadata_path}: holds no facts (a JSON object is expected).")
+    config = _read_json(config_path)
     config = config if isinstance(config, dict) else {}
     provenance = facts.get(PROVENANCE_KEY) if isinstance(facts.get(PROVENANCE_KEY), dict) else {}
     # Not every card states n_neurons and image_shape as facts (the synthetic
-    # ones say them in words); the model's config holds them for every entry.
-    model_config = config.get("config") if isinstance(config.get("config"), dict) else {}
+    # ones say them in words); the model's config holds them for every entry
+    # (an ensemble's, in its members' configs).
+    model_config = _model_config(config)
     readout = model_config.get("readout") if isinstance(model_config.get("readout"), dict) else {}
-    n_neurons = facts.get("n_neurons", provenance.get("n_neurons", readout.get("config", {}).get("n_neurons")))
-    image_shape = facts.get("image_shape", provenance.get("image_shape", model_config.get("image_shape")))
-    if image_shape is not None and len(image_shape) == 2:
-        image_shape = list(image_shape) + [1]
+    readout_config = readout.get("config") if isinstance(readout.get("config"), dict) else {}
+    sources = ((metadata_path, "", facts), (metadata_path, f"{PROVENANCE_KEY}.", provenance))
+    n_neurons = _stated(sources + ((config_path, "readout's ", readout_config),), "n_neurons", _is_n_neurons,
+                        "a positive integer")
+    image_shape = _stated(sources + ((config_path, "", model_config),), "image_shape", _is_image_shape,
+                          "[height, width] or [height, width, channels] of positive integers")
+    image_shape = list(image_shape) + [1] if len(image_shape) == 2 else list(image_shape)
     return {
         "name": name,
         "description": facts.get("description"),
@@ -175,6 +205,48 @@ def _preset_facts(name: str, folder: str) -> dict:
     }
 
 
+def _model_config(config: dict) -> dict:
+    """The model's settings in a ``config.json``: its own, or an ensemble's first member's."""
+    settings = config.get("config") if isinstance(config.get("config"), dict) else {}
+    members = settings.get("members")
+    if "image_shape" not in settings and isinstance(members, list) and members and isinstance(members[0], dict):
+        member = members[0].get("config")
+        return member if isinstance(member, dict) else {}
+    return settings
+
+
+def _is_n_neurons(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_image_shape(value) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) in (2, 3) and all(_is_n_neurons(size) for size in value)
+
+
+def _stated(sources, key: str, valid, wanted: str):
+    """The first of ``sources`` (``(file, prefix, facts)``) that states ``key``, checked; refused, naming file and key."""
+    for path, prefix, facts in sources:
+        if key in facts:
+            if not valid(facts[key]):
+                raise ZooError(f"{path}: {prefix}{key} must be {wanted}; got {facts[key]!r}.")
+            return facts[key]
+    raise ZooError(f"{sources[0][0]}: states no {key}, nor does {os.path.basename(sources[-1][0])}; "
+                   f"a card must give the model's {key} ({wanted}).")
+
+
+def preset(name: str) -> dict:
+    """The card's facts of one shipped entry, as :func:`presets` gives them.
+
+    Raises:
+        ZooError: an unknown name; the entry's config or metadata is missing
+            or altered; or neither states a valid ``n_neurons`` or
+            ``image_shape`` (the message names the file and the fact).
+    """
+    if name not in list_models():
+        raise ZooError(f"no zoo model {name!r}; the zoo has {', '.join(list_models()) or 'none'}.")
+    return _preset_facts(name, _resolve(name))
+
+
 def presets() -> list[dict]:
     """Every shipped entry with its card's facts, for choosing a model.
 
@@ -185,10 +257,14 @@ def presets() -> list[dict]:
         ``evaluated_with``, ``metrics`` (the card's test metrics),
         ``model_class``, ``keras_sysid_version`` and ``saved_at`` (from the
         entry's provenance; ``None`` for entries saved before it was
-        recorded) and ``folder``. A fact a card does not state is ``None``.
+        recorded) and ``folder``. A fact a card does not state is ``None``
+        (``n_neurons`` and ``image_shape`` are always given: from the card,
+        else its provenance, else the model's config).
 
     Raises:
-        ZooError: a shipped entry's config or metadata is missing or altered.
+        ZooError: a shipped entry's config or metadata is missing or altered,
+            or its ``n_neurons`` or ``image_shape`` is missing or not one
+            (:func:`preset` gives one entry's facts, for listing the others).
 
     Example:
         >>> for entry in ks.zoo.presets():

@@ -19,12 +19,11 @@ Examples:
 """
 
 import os
-import shutil
 import sys
 
 from absl import flags
 
-from keras_sysid import export, zoo
+from keras_sysid import atomic_files, export, zoo
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _OUT = flags.DEFINE_string("out", None, "SavedModel folder to write (must not exist, unless --overwrite).", required=True)
@@ -43,18 +42,28 @@ def main(argv):
         if os.listdir(out) and not os.path.isfile(os.path.join(out, "saved_model.pb")):
             sys.exit(f"error: {out} holds files but no saved_model.pb; --overwrite replaces SavedModels only.")
     try:
+        export.check_writable(out)  # before the model is loaded
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    try:
         model = zoo.load_any(_MODEL.value)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    # Written next to the target first, so a failed export leaves the old one in place.
-    staging = out + ".exporting"
-    if os.path.exists(staging):
-        shutil.rmtree(staging)
-    export.export_saved_model(model, staging)
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.replace(staging, out)
+    # Written into a new folder of a unique name beside the target, which then takes its place: a failed
+    # export leaves the old one in place, and no folder but the ones made here is ever deleted.
+    try:
+        atomic_files.write_folder(out, lambda folder: _write(model, folder))
+    except OSError as error:  # the folder became unwritable, or the disk is full, after the checks
+        sys.exit(f"error: cannot write {out}: {error.strerror or error}"
+                 + (f" ({error.filename})" if error.filename else "") + ".")
     for signature, served in export.signatures(model).items():
         inputs = ", ".join(f"{name} {list(shape)}" for name, shape in export.input_shapes(served).items())
         print(f"wrote {out}: {signature} {inputs} -> responses [{served.n_neurons}]")
 
+
+def _write(model, folder: str) -> None:
+    # A temporary folder is private (0700); the SavedModel folder gets the permissions of any new folder.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    export.export_saved_model(model, folder)
