@@ -25,6 +25,8 @@ the library in :mod:`keras_sysid.experiments`, which nothing here imports.
 
 from __future__ import annotations
 
+from keras_sysid import _quiet_tensorflow  # noqa: F401, I001  (first: TensorFlow starts without its banner)
+
 import importlib
 
 # Registered with Keras on import (see above); the layers' families come with them.

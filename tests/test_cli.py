@@ -63,14 +63,20 @@ def test_the_command_line_sits_above_the_library_and_starts_before_it():
         assert not any(module.split(".")[0] in ("keras_sysid", "keras", "tensorflow") for module in imported), name
 
 
-def test_load_recording_reads_nwb_files_with_load_nwb(monkeypatch, tmp_path):
+def test_load_recording_reads_through_data_load_with_each_formats_options(monkeypatch, tmp_path, capsys):
     from keras_sysid import data
     from keras_sysid.cli._recordings import load_recording
 
-    monkeypatch.setattr(data, "load_nwb", lambda path, **options: ("nwb", path, options))
-    assert load_recording("session.NWB") == ("nwb", "session.NWB", {})
-    assert load_recording("a.nwb", nwb_options={"window": (0.1, 0.3)}) == ("nwb", "a.nwb", {"window": (0.1, 0.3)})
-    assert load_recording(write_tree(str(tmp_path))).n_neurons == 5
+    tree = write_tree(str(tmp_path))
+    assert load_recording(tree).n_neurons == 5
+    assert set(load_recording(tree, tiers=["test"]).tiers) == {"test"}
+    calls = []
+    monkeypatch.setattr(data, "load", lambda path, **options: calls.append((path, options)) or "read")
+    assert load_recording("session.NWB") == "read"
+    load_recording("a.nwb", tiers=["test"], nwb_options={"window": (0.1, 0.3)})
+    load_recording(tree, tiers=["test"], nwb_options={"window": (0.1, 0.3)})  # NWB options are for NWB files only
+    assert calls == [("session.NWB", {}), ("a.nwb", {"window": (0.1, 0.3)}), (tree, {"tiers": ["test"]})]
+    assert capsys.readouterr().out == ""  # the commands print what was read, not load_recording
 
 
 def test_help_lists_every_command_with_a_description_without_starting_keras():
@@ -95,7 +101,7 @@ def test_an_unknown_command_is_named_with_the_commands():
 def test_a_command_help_shows_its_usage_and_flags_without_tensorflow_banner():
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     result = _run([os.path.join(os.path.dirname(sys.executable), "keras-sysid")], "fit", "--help", env=env)
-    assert result.stdout.startswith("Fit a model to a recording")  # absl exits --help with status 1
+    assert result.returncode == 0 and result.stdout.startswith("Fit a model to a recording")
     for flag in ("--data", "--readout", "--max_epochs", "--logdir", "--backend"):
         assert flag in result.stdout, flag
     for noise in ("I0000", "oneDNN", "cuda", "absl::InitializeLog"):

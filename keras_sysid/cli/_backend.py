@@ -9,19 +9,14 @@ from the command line, sets the variable, and defines the absl flag so that
 another backend (``python -m keras_sysid`` imports the package, and so Keras,
 before any command), it starts the program again with the variable set.
 
-It also imports TensorFlow (where installed) with its start-up messages
-filtered out. TensorFlow 2.21 writes them from C++ before its logging is set
-up, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them: oneDNN and CPU-instruction
-notices, "could not find cuda drivers" and, with a CUDA build on a CPU
-machine, cuDNN/cuFFT/cuBLAS registration errors. Every other line it writes
-(warnings and errors) is passed on.
+It also imports TensorFlow (where installed, whichever the backend: the
+commands use it for data pipelines and SavedModels) with its start-up banner
+filtered out (:mod:`keras_sysid._quiet_tensorflow`, which the package imports
+first too); every other line it writes (warnings and errors) is passed on.
 """
 
-import importlib.util
 import os
-import re
 import sys
-import tempfile
 
 from absl import flags
 
@@ -74,45 +69,15 @@ def check() -> str:
     return BACKEND.value
 
 
-# What TensorFlow prints at start-up that says nothing about the user's run.
-_STARTUP_NOISE = re.compile(
-    r"^(I\d{4} .*"  # absl INFO lines: oneDNN, cudart stub, CPU feature guard
-    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|To enable the following instructions: .*)$"  # continuation of the CPU feature guard line
-)
-# On a machine without CUDA drivers, a CUDA build also reports failing to find
-# a GPU (cuInit, cuDNN/cuFFT/cuBLAS registration): no news there, an error on a GPU machine.
-_NO_DRIVER = "Could not find cuda drivers"
-_CUDA_ERROR = re.compile(r"^[EW]\d{4} .*(cuda|CUDA|cuDNN|cuFFT|cuBLAS|TensorRT|Unable to register).*$")
-
-
 def _import_tensorflow_quietly() -> None:
-    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
-        return
-    # Messages TensorFlow logs once running: INFO off, warnings and errors kept.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow
+    """TensorFlow, imported without its banner (:mod:`keras_sysid._quiet_tensorflow`) whichever the backend."""
+    # Loaded without the package (which would import Keras before --backend is set), like this module.
+    from keras_sysid_launcher import load_early
 
-            # Looking for GPUs is where a CUDA build on a CPU machine fails cuInit;
-            # it does not start the runtime (tf.distribute and device settings still apply).
-            tensorflow.config.list_physical_devices("GPU")
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode("utf-8", "replace").splitlines()
-            no_driver = any(_NO_DRIVER in line for line in lines)
-            for line in lines:
-                if line.strip() and not _STARTUP_NOISE.match(line) and not (no_driver and _CUDA_ERROR.match(line)):
-                    print(line, file=sys.stderr)
-    # Python-side INFO lines (e.g. "Assets written to" on every SavedModel) say nothing the commands do not.
-    sys.modules["tensorflow"].get_logger().setLevel("WARNING")
+    load_early("keras_sysid._quiet_tensorflow").import_tensorflow_quietly()
+    if "tensorflow" in sys.modules:
+        # Python-side INFO lines (e.g. "Assets written to" on every SavedModel) say nothing the commands do not.
+        sys.modules["tensorflow"].get_logger().setLevel("WARNING")
 
 
 _import_tensorflow_quietly()

@@ -17,7 +17,7 @@ Examples:
       --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
 
   # The default precision of this CPU (mixed bfloat16 where it is native).
-  keras-sysid benchmark --readouts factorized,gaussian --n_neurons 5335 --mixed_precision on
+  keras-sysid benchmark --readouts factorized,gaussian --n_neurons 5335 --mixed_precision preferred
 
   # Predict of the zoo's factorized model, dense vs. its pruned-mask copy.
   keras-sysid benchmark --n_neurons 5335 --readouts factorized --pruned mouse_v1_factorized
@@ -45,7 +45,11 @@ _JIT_COMPILE = flags.DEFINE_enum(
     "jit_compile", "preferred", ["preferred", "true", "false", "both"],
     "XLA compilation (preferred: keras_sysid.devices' choice for this device kind).",
 )
-_MIXED_PRECISION = flags.DEFINE_enum("mixed_precision", "off", ["off", "on", "both"], "bfloat16 compute.")
+_MIXED_PRECISION = flags.DEFINE_enum(
+    "mixed_precision", "false", ["preferred", "true", "false", "both"],
+    "Compute in bfloat16 (float16 on GPUs) with float32 weights, as keras-sysid fit --mixed_precision (preferred: "
+    "on where measured faster for this device kind, keras_sysid.devices); both: measure float32 and mixed.",
+)
 _DATA = flags.DEFINE_string("data", None, "A static*-preproc0 zip or folder: also measure the input pipeline.")
 _REPEATS = flags.DEFINE_integer(
     "repeats", 1, "Fresh processes per configuration; the row is the one with the median training rate."
@@ -57,6 +61,19 @@ _PRUNED = flags.DEFINE_string(
 _BACKENDS = flags.DEFINE_list(
     "backends", None, "Keras backends to measure (tensorflow, jax, torch; default: KERAS_BACKEND or tensorflow)."
 )
+
+
+def mixed_precision_options(choice: str) -> list[bool]:
+    """``--mixed_precision`` as the precisions to measure: ``[False]``, ``[True]`` or both (float32 first).
+
+    ``preferred`` is :func:`keras_sysid.devices.preferred_mixed_precision` on
+    this process's Keras backend and device kind.
+    """
+    if choice == "preferred":
+        from keras_sysid import devices
+
+        return [bool(devices.preferred_mixed_precision())]
+    return {"true": [True], "false": [False], "both": [False, True]}[choice]
 
 
 def _steps_for(n_neurons: int) -> int:
@@ -79,7 +96,7 @@ def main(argv):
 
     backends = _BACKENDS.value or [os.environ.get("KERAS_BACKEND", "tensorflow")]
     jit_options = {"preferred": [None], "true": [True], "false": [False], "both": [True, False]}[_JIT_COMPILE.value]
-    precision_options = {"off": [False], "on": [True], "both": [False, True]}[_MIXED_PRECISION.value]
+    precision_options = mixed_precision_options(_MIXED_PRECISION.value)
     dtypes = ["float32"] * (False in precision_options) + ["mixed"] * (True in precision_options)
     rates = {}
     for backend in backends:

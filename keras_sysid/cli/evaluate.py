@@ -50,8 +50,8 @@ import time
 import numpy as np
 from absl import flags
 
-from keras_sysid import evaluation, metrics, models, trial_variability, zoo
-from keras_sysid.cli import _backend
+from keras_sysid import evaluation, metrics, pruning, trial_variability, zoo
+from keras_sysid.cli import _backend, _recordings
 from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data.recording import KNOWN_TIERS, RecordingError
 from keras_sysid.multisession import MultiSessionModel, session_name_for
@@ -70,12 +70,14 @@ _SESSION = flags.DEFINE_string(
     "A multi-session model's session to score --data with; default: the session named after the recording.",
 )
 
+flags.adopt_module_key_flags(_recordings)  # --help lists the --nwb_* flags
+
 GROUNDTRUTH_METRIC = "max_abs_error_vs_numpy_truth"
 
 
 def _synthetic_config(facts: dict):
     """The run config behind a synthetic entry: its metadata's, or the zoo default for a ``*_groundtruth``."""
-    from keras_sysid.experiments.presets import SyntheticRunConfig, zoo_synthetic_config
+    from keras_sysid.recipes.presets import SyntheticRunConfig, zoo_synthetic_config
 
     if isinstance(facts.get("config"), dict):
         try:
@@ -122,7 +124,34 @@ def session_for(model, data_name: str, session: str | None):
     if name not in model.sessions:
         raise ValueError(f"{_MODEL.value} has no session {name!r} (sessions: {list(model.sessions)}); "
                          "choose one with --session.")
+    own = session_name_for(data_name)
+    if name != own and own in model.sessions:
+        raise ValueError(f"recording {data_name} is session {own!r} of {_MODEL.value}, not --session {name}: "
+                         f"scoring it with session {name!r} would compare different cells. Leave out --session "
+                         f"(or give --session {own}).")
     return model.sessions[name]
+
+
+def check_fits(model, data, session: str | None = None) -> None:
+    """Refuses ``data`` when ``model`` cannot be its model: another neuron count or image shape.
+
+    Scoring a recording with a model of other neurons compares unrelated
+    cells and gives a meaningless score (near 0) instead of an error.
+    ``session`` names the multi-session model's session ``model`` is, for the message.
+    """
+    model_is, owner = (f"session {session!r}", "the session's") if session else ("the model", "the model's")
+    differences = []
+    n_neurons = getattr(model, "n_neurons", None)
+    if n_neurons is not None and int(n_neurons) != data.n_neurons:
+        differences.append(f"the recording has {data.n_neurons} neurons, {model_is} {int(n_neurons)}")
+    image_shape = tuple(int(d) for d in getattr(model, "image_shape", None) or ())
+    if len(image_shape) in (2, 3) and image_shape != data.images.shape[1:1 + len(image_shape)]:
+        shape = "x".join(map(str, data.images.shape[1:1 + len(image_shape)]))
+        differences.append(f"its images are {shape}, {owner} {'x'.join(map(str, image_shape))}")
+    if differences:
+        what = f"session {session!r} of {_MODEL.value}" if session else f"{_MODEL.value}'s"
+        raise ValueError(f"recording {data.name} cannot be {what}: {'; '.join(differences)}."
+                         + (" Choose the recording's session with --session." if session else ""))
 
 
 def main(argv):
@@ -153,10 +182,14 @@ def main(argv):
         data = load_recording(_DATA.value, tiers=[_TIER.value], nwb_options=nwb_options())
         print(f"  {data.name}: {len(data.indices(_TIER.value))} {_TIER.value} trials, {data.n_neurons} neurons "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
-        # A pruned factorized mask is read sparsely: the same predictions, faster (models.for_inference).
+        chosen = _recordings.describe(data)
+        if chosen:
+            print(chosen, flush=True)
+        # A pruned factorized mask is read sparsely: the same predictions, faster (pruning.for_inference).
         loaded = zoo.load_any(_MODEL.value)
         scored = session_for(loaded, data.name, _SESSION.value)
-        model = models.for_inference(scored)
+        check_fits(scored, data, scored.name if scored is not loaded else None)
+        model = pruning.for_inference(scored)
         print(f"predicting with {_MODEL.value} ...", flush=True)
         responses, predictions, groups = evaluation.predict_tier(model, data, _TIER.value, _BATCH_SIZE.value,
                                                                  verbose=2)

@@ -27,7 +27,7 @@ import numpy as np
 from absl import flags
 
 from keras_sysid import insilico, zoo
-from keras_sysid.cli import _backend
+from keras_sysid.cli import _backend, _recordings
 from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data import RecordingError
 
@@ -36,8 +36,8 @@ _NEURONS = flags.DEFINE_string("neurons", "0-15", "Output indices: ranges and co
 _OUT = flags.DEFINE_string("out", None, "Folder to write arrays, table and figures into.", required=True)
 _DATA = flags.DEFINE_string(
     "data", None,
-    "A static*-preproc0 zip or folder: its images give each neuron's best natural image, the MEIs' contrast "
-    "budget (their mean contrast) and pixel range, and local gradient RFs.",
+    "A static*-preproc0 zip or folder, or an .nwb file: its images give each neuron's best natural image, the "
+    "MEIs' contrast budget (their mean contrast) and pixel range, and local gradient RFs.",
 )
 _STEPS = flags.DEFINE_integer("steps", 1000, "Most MEI gradient steps (a stopping rule usually ends sooner).")
 _BLUR = flags.DEFINE_float("blur_sigma", 0.0, "Gaussian blur (pixels) of MEI gradients; 0: none.")
@@ -50,6 +50,7 @@ _RF_IMAGES = flags.DEFINE_integer(
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per gradient step.")
 _SEED = flags.DEFINE_integer("seed", 0, "MEI start seed.")
 _FIGURES = flags.DEFINE_bool("figures", True, "Write figures (needs matplotlib).")
+flags.adopt_module_key_flags(_recordings)  # --help lists the --nwb_* flags
 
 
 def parse_neurons(text: str) -> list[int]:
@@ -82,7 +83,11 @@ def main(argv):
         images = None
         if _DATA.value:
             print(f"reading {_DATA.value} ...", flush=True)
-            images = load_recording(_DATA.value, nwb_options=nwb_options()).images
+            recording = load_recording(_DATA.value, nwb_options=nwb_options())
+            chosen = _recordings.describe(recording)
+            if chosen:
+                print(chosen, flush=True)
+            images = recording.images
         if images is None or _RF_IMAGES.value <= 0:
             rf_images = None if images is None else images[:0]  # receptive fields at the mean image only
         else:
@@ -96,7 +101,7 @@ def main(argv):
         sys.exit(f"error: {error}")
     paths = insilico.write_report(report, _OUT.value, images)
     if _FIGURES.value:
-        from keras_sysid.experiments import plots
+        from keras_sysid import plots
 
         rows = report.table()
         labels = [f"{row['neuron']}: {row['mei_activation']:.3g}" for row in rows]

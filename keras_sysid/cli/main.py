@@ -1,7 +1,8 @@
 """``keras-sysid COMMAND [flags]``: keras_sysid's programs, one command each.
 
 ``keras-sysid --help`` lists the commands, ``keras-sysid COMMAND --help`` (or
-``keras-sysid help COMMAND``) describes one and its flags.
+``keras-sysid help COMMAND``) describes one and its flags; both exit 0.
+``keras-sysid --version`` prints the package's version.
 
 This module runs before the keras_sysid package is imported (the console
 script starts in :mod:`keras_sysid_launcher`), so that ``--backend`` sets
@@ -13,6 +14,7 @@ once :mod:`keras_sysid.cli._backend` has run.
 import ast
 import difflib
 import importlib
+import importlib.metadata
 import os
 import sys
 
@@ -20,6 +22,33 @@ PROGRAM = "keras-sysid"
 # Each command is the module keras_sysid.cli.<command>: its docstring is the
 # command's --help text, its first line the command's line in the listing.
 COMMANDS = ("fit", "evaluate", "export", "insilico", "reproduce", "transfer", "benchmark", "zoo")
+
+
+# absl's help flags print their help, then exit with status 1.
+HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml")
+
+
+def version() -> str:
+    """keras_sysid's ``__version__``, read from the package's ``__init__.py`` (importing it would import Keras).
+
+    Falls back to the installed distribution's version where the file holds no literal ``__version__``.
+    """
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "__init__.py")
+    try:
+        with open(path, encoding="utf-8") as file:
+            tree = ast.parse(file.read())
+    except (OSError, SyntaxError):
+        tree = ast.Module(body=[], type_ignores=[])
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        if (any(isinstance(target, ast.Name) and target.id == "__version__" for target in targets)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            return node.value.value
+    try:
+        return importlib.metadata.version("keras_sysid")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def describe(command: str) -> str:
@@ -34,7 +63,7 @@ def listing() -> str:
     width = max(len(command) for command in COMMANDS)
     lines = [f"usage: {PROGRAM} COMMAND [flags]", "", "commands:"]
     lines += [f"  {command:<{width}}  {describe(command)}" for command in COMMANDS]
-    lines += ["", f"{PROGRAM} COMMAND --help describes a command and its flags."]
+    lines += ["", f"{PROGRAM} COMMAND --help describes a command and its flags; --version prints the version."]
     return "\n".join(lines)
 
 
@@ -52,7 +81,22 @@ def run(command: str, argv: list[str]) -> None:
     sys.modules["__main__"].__doc__ = module.__doc__
     for flag in [*flags.FLAGS.get_key_flags_for_module(module), flags.FLAGS["backend"]]:
         flags.FLAGS.register_key_flag_for_module(argv[0], flag)
+    # Asking for help is no failure: exit 0 once a help flag has printed its help (a bad flag still exits 1).
+    app.define_help_flags()
+    for name in HELP_FLAGS:
+        if name in flags.FLAGS:
+            flags.FLAGS[name].parse = _exiting_zero(flags.FLAGS[name].parse)
     app.run(module.main, argv=sys.argv)
+
+
+def _exiting_zero(parse):
+    def parse_then_exit_zero(argument):
+        try:
+            parse(argument)
+        except SystemExit as exit:
+            raise SystemExit(0 if exit.code == 1 else exit.code) from None
+
+    return parse_then_exit_zero
 
 
 def main(argv=None):
@@ -65,6 +109,9 @@ def main(argv=None):
     command, rest = arguments[0], arguments[1:]
     if command in ("-h", "--help", "--helpshort", "--helpfull") or (command == "help" and not rest):
         print(listing())
+        return 0
+    if command in ("--version", "-V"):
+        print(f"{PROGRAM} {version()}")
         return 0
     if command == "help":
         command, rest = rest[0], ["--help"]
