@@ -188,18 +188,19 @@ class Run:
             raise RunKeyError(f"{self.folder} holds another run:\n  " + "\n  ".join(differences)
                               + "\nGive another folder, or delete this one to start over.")
 
-    def finished(self, max_epochs: int | None = None) -> dict | None:
+    def finished(self, max_epochs: int | None = None, files=("model.keras",)) -> dict | None:
         """The stored results of this key, or ``None`` when the run is still to be (or being) fitted.
 
         A run that stopped because it reached fewer epochs than ``max_epochs``
         (not by early stopping) is not finished: it continues from its backup.
+        Nor is one that lacks any of ``files``: its finished backup writes them again.
 
         Raises:
             RunKeyError: the folder holds a run of another key.
         """
         self.check()
         results = self.stored_results()
-        if results is None:
+        if results is None or not all(os.path.exists(self.path(name)) for name in files):
             return None
         stopped_at = results.get("max_epochs")
         if (max_epochs is not None and stopped_at is not None and not results.get("stopped_early", True)

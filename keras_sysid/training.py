@@ -245,13 +245,16 @@ def automatic_key(model: keras.Model, data: dict, settings: dict) -> dict:
     Raises:
         ValueError: data whose content cannot be hashed (a ``tf.data`` dataset, a generator).
     """
-    digest = hashlib.sha256()
+    return {"model": model_digest(model), "data": {name: _content_digest(value, name) for name, value in data.items()},
+            "settings": settings, "backend": keras.backend.backend()}
+
+
+def model_digest(model: keras.Model) -> str:
+    """SHA-256 (hex) of a model's config and weights: equal for the same architecture with the same weights."""
+    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
     for weight in model.weights:
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-    return {"model": hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode()).hexdigest(),
-            "weights": digest.hexdigest(),
-            "data": {name: _content_digest(value, name) for name, value in data.items()},
-            "settings": settings, "backend": keras.backend.backend()}
+    return digest.hexdigest()
 
 
 def _content_digest(value, name: str) -> str:

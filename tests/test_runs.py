@@ -42,6 +42,8 @@ def test_a_folder_of_another_key_is_refused_with_the_differences_and_a_finished_
     run = runs.Run(tmp_path / "run", {"data": "abc", "settings": {"patience": 4}})
     assert run.finished() is None
     written = run.write_results({"corr": float("nan"), "max_epochs": 5, "stopped_early": True})
+    assert run.finished() is None  # no model.keras: its finished backup writes it again
+    (tmp_path / "run" / "model.keras").touch()
     assert written["corr"] is None and written["key"] == run.key
     assert json.loads((tmp_path / "run" / "results.json").read_text())["corr"] is None  # strict JSON, no NaN
     assert runs.Run(tmp_path / "run", run.key).finished()["max_epochs"] == 5
@@ -52,6 +54,7 @@ def test_a_folder_of_another_key_is_refused_with_the_differences_and_a_finished_
 def test_a_run_that_ran_out_of_epochs_goes_on_when_given_more(tmp_path):
     run = runs.Run(tmp_path / "run", {"k": 1})
     run.write_results({"max_epochs": 5, "stopped_early": False})
+    (tmp_path / "run" / "model.keras").touch()
     assert run.finished(max_epochs=5) is not None
     assert run.finished(max_epochs=8) is None  # continue from the backup
     run.write_results({"max_epochs": 5, "stopped_early": True})

@@ -37,6 +37,9 @@ Examples:
   # Lurz et al.'s core, readout positions predicted from cortical coordinates.
   keras-sysid fit --data static20457-5-9-preproc0.zip --core lurz --readout cortex_gaussian
 
+  # New neurons on a zoo model's core (frozen; --fine_tune trains it too).
+  keras-sysid fit --data session.nwb --pretrained mouse_v1_gaussian --readout gaussian
+
   # The best mouse V1 recipe (the ablation's 'modulator' variant): behaviour and eye position as inputs.
   keras-sysid fit --data static20457-5-9-preproc0.zip --recipe mouse_v1_best
   # ... the same, spelled out:
@@ -102,6 +105,12 @@ _RECIPE = flags.DEFINE_enum(
     + "; ".join(f"{name}: {recipe.description}" for name, recipe in recipes.RECIPES.items())
     + ". Left out: --core, --readout and --state.",
 )
+_PRETRAINED = flags.DEFINE_string(
+    "pretrained", None,
+    "--data: fit the recording's neurons on the core of this model (a zoo name, zoo folder or .keras file of an "
+    "image-only model): a new --readout on a frozen core (--fine_tune trains the core too).",
+)
+_FINE_TUNE = flags.DEFINE_boolean("fine_tune", False, "With --pretrained: train the pretrained core too.")
 _GROUND_TRUTH = flags.DEFINE_enum("ground_truth", "dog", ["dog", "cnn"], "Synthetic ground truth.")
 _N_NEURONS = flags.DEFINE_integer("n_neurons", 1000, "Number of simulated neurons.")
 _N_TYPES = flags.DEFINE_integer("n_types", 2, "Number of cell types.")
@@ -179,7 +188,7 @@ def main(argv):
         else:
             _fit_synthetic(backend)
     except (RecordingError, BackupError, RunKeyError, RunLockedError) as error:
-        sys.exit(f"error: {_recordings.in_flag_terms(error) if hasattr(_recordings, 'in_flag_terms') else error}")
+        sys.exit(f"error: {error}")
     except RunInterrupted as interrupted:
         # The backup holds every completed epoch: the same command goes on from there.
         print(f"\n{interrupted}", file=sys.stderr)
@@ -188,8 +197,9 @@ def main(argv):
 
 def _fit_synthetic(backend: str) -> None:
     """The built-in synthetic ground truth (the paper's Fig. 4 by default)."""
-    if _STATE.value or _RECIPE.value:
-        raise app.UsageError("--state and --recipe: for a recording (--data); the synthetic truth has no behaviour.")
+    given = [f"--{name}" for name in ("state", "recipe", "pretrained", "fine_tune") if flags.FLAGS[name].present]
+    if given:
+        raise app.UsageError(f"{', '.join(given)}: for a recording (--data), not the synthetic truth.")
     if _CORE.value not in ("auto", *SYNTHETIC_CORES):
         raise app.UsageError(f"--core {_CORE.value} is for --data; the synthetic truth takes auto, "
                              f"{', '.join(SYNTHETIC_CORES)}.")
@@ -228,8 +238,9 @@ def _fit_data() -> None:
         recording = _recordings.load_recording(path, nwb_options=_recordings.nwb_options())
         print(f"  {recording.name}: {recording.n_trials} trials, {recording.n_neurons} neurons, images "
               f"{recording.image_shape} ({time.perf_counter() - started:.1f} s)", flush=True)
-        if hasattr(_recordings, "describe") and _recordings.describe(recording):
-            print(_recordings.describe(recording), flush=True)
+        chosen = _recordings.describe(recording)
+        if chosen:
+            print(chosen, flush=True)
         if recording.name in [r.name for r in recordings]:
             raise app.UsageError(f"--data: two recordings are named {recording.name}.")
         recordings.append(recording)
@@ -244,11 +255,18 @@ def _fit_data() -> None:
 
 def _recipe() -> recipes.Recipe:
     """The recipe of ``--recipe``, or of ``--core``, ``--readout`` and ``--state``, with the fit flags given."""
+    if _FINE_TUNE.value and not _PRETRAINED.value:
+        raise app.UsageError("--fine_tune: for a pretrained core (--pretrained NAME).")
     if _RECIPE.value:
-        spelled = [f"--{name}" for name in ("core", "readout", "state") if flags.FLAGS[name].present]
+        spelled = [f"--{name}" for name in ("core", "readout", "state", "pretrained") if flags.FLAGS[name].present]
         if spelled:
             raise app.UsageError(f"{', '.join(spelled)}: a recipe names its model; give --recipe or these, not both.")
         recipe = recipes.RECIPES[_RECIPE.value]
+    elif _PRETRAINED.value:
+        spelled = [f"--{name}" for name in ("core", "state") if flags.FLAGS[name].present]
+        if spelled:
+            raise app.UsageError(f"{', '.join(spelled)}: --pretrained brings its core, and takes images only.")
+        recipe = recipes.Recipe(recipes.pretrained_spec(_PRETRAINED.value, _READOUT.value, _FINE_TUNE.value))
     else:
         core = "paper" if _CORE.value == "auto" else _CORE.value
         if core not in RECORDING_CORES:

@@ -206,25 +206,27 @@ class Recording:
             raise ValueError(f"{self.name}: has no {tier!r} trials (tiers present: {present}).")
         return selected
 
-    def check_fittable(self, score_tier: str = "test") -> None:
+    def check_fittable(self, score_tier: str = "test", where: str | None = None) -> None:
         """Raises :class:`RecordingError` unless the recording can be fitted and scored.
 
         A fit trains on ``train``, stops early on ``validation`` and is scored
         on ``score_tier``'s repeated images: at least two images there, at
-        least one shown more than once.
+        least one shown more than once. ``where`` names the recording in the
+        message (default: its name).
         """
+        where = where or self.name
         present = sorted(set(self.tiers.tolist()))
         missing = [name for name in ("train", "validation", score_tier) if name not in present]
         if missing:
             raise RecordingError(
-                f"{self.name}: has no {' or '.join(repr(m) for m in missing)} trials (tiers present: {present}); "
+                f"{where}: has no {' or '.join(repr(m) for m in missing)} trials (tiers present: {present}); "
                 f"a fit trains on 'train', stops early on 'validation' and is scored on repeated {score_tier!r} "
                 "images.")
         groups = self.repeat_groups(score_tier)
         repeated = sum(len(group) > 1 for group in groups)
         if len(groups) < 2 or repeated < 1:
             raise RecordingError(
-                f"{self.name}: its {score_tier!r} tier has {len(groups)} image(s), {repeated} shown more than once; "
+                f"{where}: its {score_tier!r} tier has {len(groups)} image(s), {repeated} shown more than once; "
                 f"scoring needs at least 2 {score_tier!r} images and repeats (trials sharing an image id).")
 
     def tier(self, tier: str) -> tuple[np.ndarray, np.ndarray]:

@@ -245,7 +245,7 @@ def run_mouse_v1(
     settings = settings or FitSettings()
     start = time.perf_counter()
     data = load_recording(data_path)
-    data.check_fittable()
+    data.check_fittable(where=data_path)
     log(f"read {data.name}: {data.n_trials} trials, {data.n_neurons} neurons, images {data.image_shape} "
         f"in {time.perf_counter() - start:.1f} s (sha256 {data.fingerprint()})")
     planned = [

@@ -144,7 +144,7 @@ def run_mouse_v1_sota(
         raise ValueError(f"Unknown variants {unknown}; choose from {list(SOTA_VARIANTS)}.")
     settings = settings or FitSettings()
     data = load_recording(data_path)
-    data.check_fittable()
+    data.check_fittable(where=data_path)
     for spec in (SOTA_VARIANTS[name] for name in variants):
         if "rival" not in spec:
             data.model_inputs("train", needs(spec))  # a missing variable fails now, not after hours of fits

@@ -21,6 +21,7 @@ from keras_sysid.recipes.presets import (
     Recipe,
     SyntheticRunConfig,
     get,
+    pretrained_spec,
     recording_spec,
 )
 from keras_sysid.recipes.synthetic import fit_synthetic, run_synthetic
@@ -38,6 +39,7 @@ __all__ = [
     "fit_synthetic",
     "get",
     "needs",
+    "pretrained_spec",
     "recording_spec",
     "run_key",
     "run_synthetic",

@@ -6,9 +6,9 @@ import inspect
 
 import keras
 
-from keras_sysid import cores, multisession, positions, readouts
+from keras_sysid import cores, multisession, positions, readouts, transfer, zoo
 from keras_sysid.data.recording import Recording, RecordingError
-from keras_sysid.models import build_model
+from keras_sysid.models import SystemIdentificationModel, build_model
 
 
 def needs(spec: dict) -> tuple[str, ...]:
@@ -49,13 +49,23 @@ def build_for_recording(spec: dict, recording: Recording, seed: int = 0, name: s
     # Sizes only: model.adapt sets the statistics from the train tier.
     placeholder = {name: {"mean": [0.0] * inputs[name].shape[1], "std": [1.0] * inputs[name].shape[1]}
                    for name in ("behavior", "pupil_center") if isinstance(inputs, dict) and name in inputs}
-    model = build_model(
-        n_neurons=recording.n_neurons, image_shape=recording.image_shape,
-        core=core if core is not None else spec["core"], readout=readout, name=name,
-        behavior_channels=bool(spec.get("behavior_channels")), shifter=spec.get("shifter"),
-        modulator=spec.get("modulator"), behavior_stats=placeholder.get("behavior"),
-        pupil_stats=placeholder.get("pupil_center"),
-    )
+    if spec.get("pretrained") is not None:
+        pretrained = load_pretrained(spec)
+        if pretrained.image_shape != recording.image_shape:
+            raise RecordingError(f"{recording.name}: its images are {recording.image_shape}, but the pretrained core "
+                                 f"of {spec['pretrained']} takes {pretrained.image_shape}.")
+        keras.utils.set_random_seed(seed)
+        model = transfer.with_new_readout(pretrained, recording.n_neurons, readout=readout,
+                                          freeze_core=bool(spec.get("freeze_core", True)), name=name)
+    else:
+        model = build_model(
+            n_neurons=recording.n_neurons, image_shape=recording.image_shape,
+            core=core if core is not None else spec["core"], readout=readout, name=name,
+            behavior_channels=bool(spec.get("behavior_channels")), shifter=spec.get("shifter"),
+            modulator=spec.get("modulator"), behavior_stats=placeholder.get("behavior"),
+            pupil_stats=placeholder.get("pupil_center"),
+        )
+    # The images too: a pretrained core then sees the new recording's images standardised, as it saw its own.
     model.adapt(inputs, responses)
     try:
         model.readout.setup_from_neurons(recording.neurons)
@@ -64,6 +74,23 @@ def build_for_recording(spec: dict, recording: Recording, seed: int = 0, name: s
     if spec.get("placement") == "envelope":
         images = inputs["images"] if isinstance(inputs, dict) else inputs
         model.place_neurons(positions.envelope_positions(images, responses))
+    return model
+
+
+def load_pretrained(spec: dict) -> SystemIdentificationModel:
+    """The model whose core ``spec["pretrained"]`` names (a zoo name, zoo folder or ``.keras`` file).
+
+    Raises:
+        RecordingError: it is not an image-only single model, or the spec also asks for the animal's state.
+    """
+    name = spec["pretrained"]
+    model = zoo.load_any(name)
+    if not isinstance(model, SystemIdentificationModel) or model.takes_state:
+        raise RecordingError(f"{name}: a pretrained core comes from an image-only SystemIdentificationModel; this is "
+                             f"a {type(model).__name__}" + (" that takes the animal's state." if
+                                                            getattr(model, "takes_state", False) else "."))
+    if needs(spec) != ("images",):
+        raise RecordingError(f"{name}: new neurons on a pretrained core take images only; drop the state parts.")
     return model
 
 

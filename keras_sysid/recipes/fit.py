@@ -18,11 +18,11 @@ import keras
 import numpy as np
 
 from keras_sysid import devices, evaluation, export, runs
-from keras_sysid.data.recording import Recording
-from keras_sysid.recipes.build import build_for_recording, build_for_recordings, session_names
+from keras_sysid.data.recording import Recording, RecordingError
+from keras_sysid.recipes.build import build_for_recording, build_for_recordings, load_pretrained, session_names
 from keras_sysid.recipes.presets import FitSettings, Recipe
 from keras_sysid.resume import TrainingBackup
-from keras_sysid.training import fit_sessions, fit_with_schedule
+from keras_sysid.training import fit_sessions, fit_with_schedule, model_digest
 
 CORTEX_KEY = "cell_motor_coordinates"  # neuron metadata drawn against the learned positions (retinotopy)
 
@@ -100,9 +100,13 @@ def run_key(recordings: list, recipe: Recipe) -> dict:
     settings = {k: v for k, v in dataclasses.asdict(recipe.settings).items() if k != "max_epochs"}
     fingerprints = {recording.name: recording.fingerprint() for recording in recordings}
     precision = "mixed" if keras.mixed_precision.global_policy().name.startswith("mixed") else "float32"
-    return {"command": "fit", "spec": recipe.model, "settings": settings,
+    key = {"command": "fit", "spec": recipe.model, "settings": settings,
             "data": fingerprints if len(recordings) > 1 else next(iter(fingerprints.values())),
             "backend": keras.backend.backend(), "precision": precision, "keras_sysid": keras_sysid.__version__}
+    if recipe.model.get("pretrained") is not None:
+        # The pretrained model by content: a zoo entry or file of the same name may change.
+        key["pretrained_model"] = model_digest(load_pretrained(recipe.model))
+    return key
 
 
 def fit_recording(recordings, recipe: Recipe, out=None, verbose: int = 2, callbacks=(), jit_compile=None,
@@ -142,8 +146,11 @@ def fit_recording(recordings, recipe: Recipe, out=None, verbose: int = 2, callba
     """
     recordings = [recordings] if isinstance(recordings, Recording) else list(recordings)
     for recording in recordings:
-        recording.check_fittable()
+        recording.check_fittable(where=recording.provenance.get("path"))
     names = session_names(recordings) if len(recordings) > 1 else None
+    if names is not None and recipe.model.get("pretrained") is not None:
+        raise RecordingError(f"{recipe.model['pretrained']}: a pretrained core takes new neurons one recording at a "
+                             "time; give one recording.")
     key = run_key(recordings, recipe)
     run = runs.Run(out or runs.default_folder("fit", f"{'+'.join(r.name for r in recordings)}_"
                                               f"{recipe.model['readout']['type']}", key), key)
@@ -154,7 +161,7 @@ def fit_recording(recordings, recipe: Recipe, out=None, verbose: int = 2, callba
             log(f"finished already: read {run.path(runs.RESULTS)} (a finished run is read back, not refitted)")
             return finished
         if TrainingBackup(run.backup_dir, fingerprint=key).completed_epochs():
-            log(f"going on from the backup in {run.backup_dir}")
+            log(f"going on from the backup in {run.backup_dir} (a finished run is read back, not refitted)")
         settings = recipe.settings
         with run.resumable():
             if names is None:

@@ -161,6 +161,18 @@ def recording_spec(core: str, readout: str, state=()) -> dict:
     return spec
 
 
+def pretrained_spec(pretrained: str, readout: str, fine_tune: bool = False) -> dict:
+    """The model spec of new neurons on a pretrained core: ``readout`` (a name) on the core of ``pretrained``.
+
+    Args:
+        pretrained: A zoo name, zoo folder or ``.keras`` file of an image-only model.
+        readout: The new neurons' readout, with its :data:`RECORDING_READOUTS` settings.
+        fine_tune: Train the core too; by default it stays frozen (only the readout learns).
+    """
+    return {"pretrained": str(pretrained), "freeze_core": not fine_tune,
+            **RECORDING_READOUTS.get(readout, {"readout": {"type": readout}})}
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """A way to fit a recording: what model, and how to fit it.
@@ -170,7 +182,9 @@ class Recipe:
             **settings}``), optionally ``behavior_channels``, ``shifter``,
             ``modulator`` (the animal's state), ``placement`` (``"envelope"``:
             start each neuron at its spike-triggered envelope) and
-            ``learning_rate``.
+            ``learning_rate``; or, instead of ``core``, ``pretrained`` (a
+            zoo model whose core carries the new neurons) and ``freeze_core``
+            (:func:`pretrained_spec`).
         settings: Epochs, patience, batch size, seed.
         description: One line for listings and cards.
     """

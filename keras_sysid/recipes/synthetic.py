@@ -175,12 +175,14 @@ def fit_synthetic(config: SyntheticRunConfig, out=None, verbose: int = 1, callba
     strategy_name = distribute.strategy_name(strategy)
     key = synthetic_key(config, precision=precision, strategy=strategy_name)
     run = runs.Run(out or runs.default_folder("train", f"{config.ground_truth}_{config.readout}", key), key)
+    how = {"backend": keras.backend.backend(), "strategy": strategy_name, "precision": precision,
+           "replicas": int(strategy.num_replicas_in_sync) if strategy is not None else 1}
     if not distribute.is_chief():
         # Every worker trains (and backs up) in step, each into its own folder; the chief writes the run.
         _, results = run_synthetic(config, verbose=verbose, callbacks=callbacks, strategy=strategy,
                                    jit_compile=jit_compile, key=key,
                                    backup_dir=os.path.join(run.backup_dir, f"worker{distribute.task_index()}"))
-        return results
+        return {**results, **how}
     with run:
         log(f"run folder: {run.folder} (model.keras, results.json; rerun the same command to resume)")
         finished = run.finished(config.epochs)
@@ -190,7 +192,6 @@ def fit_synthetic(config: SyntheticRunConfig, out=None, verbose: int = 1, callba
         with run.resumable():
             model, results = run_synthetic(config, verbose=verbose, callbacks=callbacks, backup_dir=run.backup_dir,
                                            strategy=strategy, jit_compile=jit_compile, key=key)
-        results.update(backend=keras.backend.backend(), strategy=strategy_name, precision=precision,
-                       replicas=int(strategy.num_replicas_in_sync) if strategy is not None else 1)
+        results.update(how)
         run.save_model(model)
         return run.write_results(results)
