@@ -116,6 +116,35 @@ class MultiSessionModel(keras.Model):
             y_pred = {name: ops.cast(value, "float32") / scales[name] for name, value in y_pred.items()}
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
+    # -- the single model's input checks, per session ----------------------------
+
+    def _check_sessions(self, x, y, what: str) -> None:
+        """Checks dict-of-arrays inputs (and responses) session by session, as each session model checks its own."""
+        if not isinstance(x, dict):
+            if validation.is_array_like(x):
+                raise ValueError(f"A MultiSessionModel takes a dict {{session name: inputs}} for {what}; got one array. "
+                                 f"To use one session, call model.sessions[name] (sessions: {list(self.sessions)}).")
+            return  # a dataset: its elements are checked by the session models as they come
+        self._check_known(x)
+        if y is not None and (not isinstance(y, dict) or set(y) != set(x)):
+            given = sorted(y) if isinstance(y, dict) else type(y).__name__
+            raise ValueError(f"{what} responses must be a dict with the inputs' sessions {sorted(x)}; got {given}.")
+        for name, inputs in x.items():
+            if validation.is_array_like(inputs) or isinstance(inputs, dict):
+                self.sessions[name]._check_arrays(inputs, None if y is None else y[name], f"session {name!r} {what}")
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_sessions(x, y, "training")
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_sessions(x, y, "evaluation")
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_sessions(x, None, "prediction")
+        return super().predict(x, *args, **kwargs)
+
     def predict_sessions(self, inputs: dict, batch_size: int = 256, verbose: int = 0) -> dict:
         """``{name: (n_name, N_name) predictions}`` for ``{name: inputs}``, sessions of any sizes."""
         self._check_known(inputs)

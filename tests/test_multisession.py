@@ -66,6 +66,21 @@ def test_bad_sessions_and_inputs_are_named():
                                   "b": {"n_neurons": 2, "image_shape": (8, 8, 3)}}, core=_CORE)
 
 
+def test_fit_evaluate_and_predict_check_every_session_as_a_single_model_does():
+    model = _model()
+    model.compile(optimizer="adam", loss={"a": ks.PoissonLoss(), "b": ks.PoissonLoss()})
+    images, responses = _session(8, 6, 0)
+    with pytest.raises(ValueError, match=r"session 'b' prediction images"):
+        model.predict({"a": images, "b": np.zeros((4, 5, 5, 1), "float32")}, verbose=0)
+    with pytest.raises(ValueError, match=r"session 'a' evaluation .*NaN"):
+        model.evaluate({"a": np.where(images > 200, np.nan, images)}, {"a": responses}, verbose=0)
+    with pytest.raises(ValueError, match=r"training responses must be a dict with the inputs' sessions \['a'\]"):
+        model.fit({"a": images}, responses, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="got one array"):
+        model.predict(images, verbose=0)
+    assert model.predict({"a": images}, verbose=0)["a"].shape == (8, 6)
+
+
 def test_session_stream_interleaves_every_session_and_resumes_at_any_epoch():
     data = {"a": _session(100, 3, 0), "b": _session(30, 2, 1)}
     even = SessionStream(data, batch_size=16, seed=3, interleave="even")
