@@ -13,6 +13,7 @@ import pytest
 
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments.presets import SyntheticRunConfig
+from keras_sysid.data.readers.synthetic import from_population
 from keras_sysid.recipes.synthetic import model_for
 from keras_sysid.resume import BackupError, TrainingBackup
 from keras_sysid.training import fit_with_schedule
@@ -42,7 +43,7 @@ class _CrashAt(keras.callbacks.Callback):
 def _fit(population, backup_dir=None, callbacks=(), fingerprint=None):
     config = SyntheticRunConfig(n_neurons=30, image_size=20, n_train=512, seed=0)
     keras.utils.set_random_seed(0)
-    model = model_for(config, population)
+    model = model_for(config, from_population(population, "synthetic_dog"))
     history = fit_with_schedule(
         model, population.epoch_stream("train", 64, seed=0), population.dataset("validation", 256),
         max_epochs=6, learning_rate=0.01, patience=1, n_decays=1, verbose=0,

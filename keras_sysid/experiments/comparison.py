@@ -42,7 +42,8 @@ from keras_sysid.experiments.presets import (
     SyntheticTypesSettings,
     paper_core,
 )
-from keras_sysid.recipes.synthetic import model_for_population
+from keras_sysid.data.readers.synthetic import from_population
+from keras_sysid.recipes.synthetic import model_for_recording
 from keras_sysid.atomic_files import write_json
 from keras_sysid.resume import fingerprint_differences
 from keras_sysid.training import fit_with_schedule
@@ -345,7 +346,8 @@ def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSett
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     n_types = int(population.types.max()) + 1
-    model = model_for_population(population, _synthetic_types_core(n_types), readout, name=readout)
+    model = model_for_recording(from_population(population, "synthetic_cnn"), _synthetic_types_core(n_types), readout,
+                                name=readout)
     history = fit_with_schedule(
         model,
         population.epoch_stream("train", settings.batch_size, seed=settings.seed),

@@ -79,8 +79,15 @@ class SyntheticRunConfig:
     learning_rate: float = 0.003
     patience: int = 5
 
+    def recording(self):
+        """The simulated population this config fits as a :class:`~keras_sysid.data.Recording` (seeded)."""
+        from keras_sysid.data.formats import load
+
+        return load(f"synthetic:{self.ground_truth}", n_neurons=self.n_neurons, n_types=self.n_types,
+                    image_size=self.image_size, n_train=self.n_train, jitter=self.jitter, seed=self.seed)
+
     def population(self):
-        """The simulated population this config fits (seeded, so always the same)."""
+        """The simulated population this config fits (seeded, so always the same), with its generating model."""
         from keras_sysid.data.synthetic import make_population
 
         return make_population(

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from keras_sysid import devices, distribute, evaluation, metrics, positions, runs
+from keras_sysid.data.synthetic import Split
 from keras_sysid.models import build_model
 from keras_sysid.readouts import registry as readout_registry
 from keras_sysid.recipes.presets import (
@@ -37,16 +38,17 @@ def synthetic_key(config: SyntheticRunConfig, **more) -> dict:
             "backend": keras.backend.backend(), "keras_sysid": keras_sysid.__version__, **more}
 
 
-def model_for_population(population, core: dict, readout: str, name: str = "sysid_model") -> keras.Model:
-    """A model for a synthetic population, its readout set up by name.
+def model_for_recording(recording, core: dict, readout: str, name: str = "sysid_model") -> keras.Model:
+    """A model for a synthetic recording, its readout set up by name.
 
     ``readout`` may be any registered readout; one listed in
-    :data:`~keras_sysid.experiments.presets.SYNTHETIC_READOUTS` gets those
+    :data:`~keras_sysid.recipes.presets.SYNTHETIC_READOUTS` gets those
     settings, and its neurons are placed at their spike-triggered envelope if
-    they say so. The readout bias starts at the mean training responses.
+    they say so. The readout bias starts at the mean training responses; the
+    images (white noise, already standardised) are taken as they are.
 
     Args:
-        population: A :class:`~keras_sysid.data.SyntheticPopulation`.
+        recording: A :class:`~keras_sysid.data.Recording` of the synthetic truth (its train tier is used).
         core: A core spec (``{"type": ..., **kwargs}``).
         readout: A registered readout type name.
         name: Model name.
@@ -54,25 +56,20 @@ def model_for_population(population, core: dict, readout: str, name: str = "sysi
     if readout not in readout_registry():
         raise ValueError(f"Unknown readout {readout!r}; choose one of {sorted(readout_registry())}.")
     preset = synthetic_readout(readout)
-    model = build_model(
-        n_neurons=population.n_neurons,
-        image_shape=population.image_shape,
-        core=core,
-        readout=preset["readout"],
-        mean_responses=population.train.responses.mean(axis=0),
-        name=name,
-    )
+    images, responses = recording.tier("train")
+    model = build_model(n_neurons=recording.n_neurons, image_shape=recording.image_shape, core=core,
+                        readout=preset["readout"], mean_responses=responses.mean(axis=0), name=name)
     if preset.get("placement") == "envelope":
-        model.place_neurons(positions.envelope_positions(population.train.images, population.train.responses))
+        model.place_neurons(positions.envelope_positions(images, responses))
     return model
 
 
-def model_for(config: SyntheticRunConfig, population) -> keras.Model:
+def model_for(config: SyntheticRunConfig, recording) -> keras.Model:
     """The model a run fits: core preset ``config.core``, readout ``config.readout``."""
     core_name = DEFAULT_SYNTHETIC_CORE[config.ground_truth] if config.core == "auto" else config.core
     if core_name not in SYNTHETIC_CORES:
         raise ValueError(f"Unknown core {core_name!r}; choose 'auto' or one of {sorted(SYNTHETIC_CORES)}.")
-    return model_for_population(population, SYNTHETIC_CORES[core_name](config.n_types), config.readout)
+    return model_for_recording(recording, SYNTHETIC_CORES[core_name](config.n_types), config.readout)
 
 
 def run_synthetic(
@@ -104,20 +101,20 @@ def run_synthetic(
     """
     start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    population = config.population()
+    recording = config.recording()
 
     def scope():
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
     with scope():
-        model = model_for(config, population)
+        model = model_for(config, recording)
     replicas = 1 if strategy is None else strategy.num_replicas_in_sync
     batch_statistics = distribute.synchronized_batch_norm(model) if replicas > 1 else contextlib.nullcontext()
     with scope(), batch_statistics:
         history = fit_with_schedule(
             model,
-            population.epoch_stream("train", config.batch_size, seed=config.seed),
-            population.dataset("validation", 256),
+            recording.epoch_stream("train", config.batch_size, seed=config.seed),
+            recording.dataset("validation", 256),
             max_epochs=config.epochs,
             learning_rate=config.learning_rate,
             patience=config.patience,
@@ -129,9 +126,12 @@ def run_synthetic(
         )
     # A model trained in mixed precision is scored (and returned) in float32.
     model = devices.float32_copy(model)
-    scores = evaluation.scores_against_truth(model, population.test)
+    test = recording.indices("test")
+    truth = Split(images=recording.images[test], responses=recording.responses[test],
+                  clean_responses=recording.trials["clean_responses"][test])
+    scores = evaluation.scores_against_truth(model, truth)
     fev = scores["fev"]
-    distance = metrics.rf_distance(model.rf_positions(), population.locations)
+    distance = metrics.rf_distance(model.rf_positions(), recording.neurons["rf_location"])
     results = {
         "fev": float(np.mean(fev)),
         "fev_median": float(np.median(fev)),
