@@ -50,7 +50,7 @@ import time
 import numpy as np
 from absl import flags
 
-from keras_sysid import evaluation, metrics, pruning, trial_variability, zoo
+from keras_sysid import atomic_files, evaluation, metrics, pruning, trial_variability, zoo
 from keras_sysid.cli import _backend, _recordings
 from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data.recording import KNOWN_TIERS, RecordingError
@@ -206,7 +206,7 @@ def main(argv):
         per_neuron["trial_corr"] = trial_corr
         summary["trial_corr"] = float(np.mean(trial_corr))
     if _PER_NEURON.value:
-        np.savez(_PER_NEURON.value, **per_neuron)
+        atomic_files.write_npz(_PER_NEURON.value, **per_neuron)
     session = {"session": scored.name} if scored is not loaded else {}
     print(json.dumps({"model": _MODEL.value, "data": data.name, "tier": _TIER.value, **session, **summary}))
 

@@ -31,7 +31,7 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import evaluation
+from keras_sysid import evaluation, runs
 from keras_sysid.data import load as load_recording
 from keras_sysid.data.synthetic import make_population
 from keras_sysid.experiments import rivals
@@ -260,29 +260,27 @@ def run_mouse_v1(
     rows, per_neuron = [], {}
     for index, plan in enumerate(planned):
         name, folder, results_path = plan.label, plan.folder, plan.results_path
-        if os.path.exists(results_path):
-            with open(results_path) as file:
-                row = json.load(file)
-            log(f"[{index + 1}/{len(models)}] {name}: already fitted, read {results_path}")
-            _note_version(row, results_path, log)
-        else:
-            log(f"[{index + 1}/{len(models)}] fitting {name} (max {settings.max_epochs} epochs)")
-            model, info = rivals.fit_rival(name, data, settings, verbose=verbose, backup_dir=plan.backup_dir)
-            scores = evaluation.evaluate_model(model, data, "test")
-            rf = model.rf_positions()
-            row = {"model": name, **scores.summary(), **info, "settings": dataclasses.asdict(settings)}
-            if cortical is not None:
-                row["retinotopy"] = evaluation.retinotopy(rf, cortical)
-            row.update(key=plan.key, data_name=data.name, data_path=os.path.abspath(data_path), keras_sysid=keras_sysid_version())
-            os.makedirs(folder, exist_ok=True)
-            model.save(os.path.join(folder, "model.keras"))
-            np.savez(
-                os.path.join(folder, "scores.npz"),
-                corr_single=scores.corr_single, corr_avg=scores.corr_avg, feve=scores.feve,
-                oracle=scores.oracle, rf_positions=rf,
-            )
-            # results.json last: it marks the fit as finished.
-            write_json(row, results_path, indent=2)
+        run = runs.Run(folder, plan.key)
+        with run:
+            row = run.finished(files=("model.keras", "scores.npz"))
+            if row is not None:
+                log(f"[{index + 1}/{len(models)}] {name}: already fitted, read {results_path}")
+                _note_version(row, results_path, log)
+            else:
+                log(f"[{index + 1}/{len(models)}] fitting {name} (max {settings.max_epochs} epochs)")
+                with run.resumable():
+                    model, info = rivals.fit_rival(name, data, settings, verbose=verbose, backup_dir=run.backup_dir)
+                scores = evaluation.evaluate_model(model, data, "test")
+                rf = model.rf_positions()
+                row = {"model": name, **scores.summary(), **info, "settings": dataclasses.asdict(settings)}
+                if cortical is not None:
+                    row["retinotopy"] = evaluation.retinotopy(rf, cortical)
+                row.update(data_name=data.name, data_path=os.path.abspath(data_path),
+                           keras_sysid=keras_sysid_version())
+                run.save_model(model)
+                run.write_npz("scores.npz", corr_single=scores.corr_single, corr_avg=scores.corr_avg,
+                              feve=scores.feve, oracle=scores.oracle, rf_positions=rf)
+                row = run.write_results(row)  # last: it marks the fit as finished
         with np.load(os.path.join(folder, "scores.npz")) as saved:
             per_neuron[name] = {key: saved[key] for key in saved.files}
         log(f"  {name}: " + ", ".join(f"{k} {row[k]:.3f}" for k in ("corr_single", "corr_avg", "feve", "frac_oracle"))

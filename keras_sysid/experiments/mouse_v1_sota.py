@@ -18,13 +18,12 @@ backend) and resumes from ``out/<name>/backup`` when interrupted, as in
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, metrics, trial_variability, zoo
+from keras_sysid import evaluation, metrics, runs, trial_variability, zoo
 from keras_sysid.data import load as load_recording
 from keras_sysid.ensemble import Ensemble
 from keras_sysid.experiments import rivals
@@ -84,24 +83,25 @@ def _plan(name, spec, data, settings, out) -> PlannedFit:
 
 
 def _fit_or_read(plan: PlannedFit, spec, data, settings, log, verbose) -> dict:
-    """The variant's stored fit record (fitting it first if needed): key, info, parameters."""
-    if os.path.exists(plan.results_path):
-        with open(plan.results_path) as file:
-            row = json.load(file)
-        log(f"  {plan.label}: already fitted, read {plan.results_path}")
-        return row
-    log(f"  fitting {plan.label} (max {settings.max_epochs} epochs, inputs {list(needs(spec)) if 'rival' not in spec else ['images']})")
-    model, info = fit_variant(spec, data, settings, plan.label, verbose=verbose, backup_dir=plan.backup_dir, key=plan.key)
-    # The backup sums the training time of every run of this fit (resumed ones too).
-    total = TrainingBackup(plan.backup_dir).training_seconds()
-    if total > 0:
-        info["seconds"] = total
-    os.makedirs(plan.folder, exist_ok=True)
-    model.save(os.path.join(plan.folder, "model.keras"))
-    row = {"model": plan.label, **info, "key": plan.key,
-           "data_name": data.name, "keras_sysid": keras_sysid_version()}
-    write_json(row, plan.results_path, indent=2)  # last: it marks the fit as finished
-    return row
+    """The variant's stored fit record (fitting it first if needed, in its locked run folder): key, info, parameters."""
+    run = runs.Run(plan.folder, plan.key)
+    with run:
+        row = run.finished()
+        if row is not None:
+            log(f"  {plan.label}: already fitted, read {plan.results_path}")
+            return row
+        log(f"  fitting {plan.label} (max {settings.max_epochs} epochs, inputs "
+            f"{list(needs(spec)) if 'rival' not in spec else ['images']})")
+        with run.resumable():
+            model, info = fit_variant(spec, data, settings, plan.label, verbose=verbose, backup_dir=run.backup_dir,
+                                      key=plan.key)
+        # The backup sums the training time of every run of this fit (resumed ones too).
+        total = TrainingBackup(run.backup_dir).training_seconds()
+        if total > 0:
+            info["seconds"] = total
+        run.save_model(model)
+        return run.write_results({"model": plan.label, **info, "data_name": data.name,
+                                  "keras_sysid": keras_sysid_version()})
 
 
 def _val_correlation(row: dict) -> float:

@@ -29,7 +29,7 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import evaluation, multisession
+from keras_sysid import evaluation, multisession, runs
 from keras_sysid.data.pipeline import INTERLEAVE_MODES
 from keras_sysid.data import Recording, load as load_recording, select_neurons, select_trials
 from keras_sysid.data.synthetic import make_population
@@ -304,21 +304,21 @@ def run_multisession_mouse_v1(data, out: str, variant: str = "gaussian",
 
 
 def _fit_stored(folder: str, key: dict, log, fit) -> tuple[keras.Model, dict]:
-    """The fit stored in ``folder`` under ``key``, or ``fit(backup_dir, key)`` run and stored there."""
-    results = os.path.join(folder, "results.json")
-    if os.path.exists(results):
-        with open(results) as file:
-            stored = json.load(file)
-        if stored.get("key") == key:
-            log(f"  {os.path.basename(folder)}: already fitted, read {results}")
-            return keras.saving.load_model(os.path.join(folder, "model.keras")), stored["info"]
-    log(f"  fitting {os.path.basename(folder)}")
-    start = time.perf_counter()
-    model, epochs = fit(os.path.join(folder, "backup"), key)
-    info = {"epochs": epochs, "seconds": round(time.perf_counter() - start, 1),
-            "parameters": int(model.count_params())}
-    model.save(os.path.join(folder, "model.keras"))
-    write_json({"key": key, "info": info}, results, indent=2)
+    """The fit stored in ``folder`` under ``key``, or ``fit(backup_dir, key)`` run and stored there (locked)."""
+    run = runs.Run(folder, key)
+    with run:
+        stored = run.finished()
+        if stored is not None:
+            log(f"  {os.path.basename(folder)}: already fitted, read {run.path(runs.RESULTS)}")
+            return keras.saving.load_model(run.path("model.keras")), stored["info"]
+        log(f"  fitting {os.path.basename(folder)}")
+        start = time.perf_counter()
+        with run.resumable():
+            model, epochs = fit(run.backup_dir, key)
+        info = {"epochs": epochs, "seconds": round(time.perf_counter() - start, 1),
+                "parameters": int(model.count_params())}
+        run.save_model(model)
+        run.write_results({"info": info})
     return model, info
 
 
