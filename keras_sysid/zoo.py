@@ -19,10 +19,9 @@ Example:
     >>> import keras_sysid as ks
     >>> [entry["name"] for entry in ks.zoo.presets()]      # with each card's facts
     [...]
-    >>> model = ks.SystemIdentificationModel.from_preset("mouse_v1_factorized")  # or a folder
-    >>> model = ks.zoo.load("mouse_v1_factorized")         # the same
+    >>> model = ks.zoo.load("mouse_v1_factorized")  # or a folder; ks.zoo.load_preset(cls, ...) also checks the class
     >>> model.predict(images).shape                        # images: (n, 36, 64, 1), 0..255
-    >>> model.save_to_preset("my_model", card={"description": "...", "licence": "..."})
+    >>> ks.zoo.save(model, "my_model", card={"description": "...", "licence": "..."})
 """
 
 from __future__ import annotations
@@ -296,7 +295,7 @@ def _check_class(config, cls, config_path: str) -> None:
 def load_preset(
     cls: type, name_or_path: str, load_weights: bool = True, dtype=None, verify_checksums: bool = True
 ) -> keras.Model:
-    """Loads an entry as a model of class ``cls`` (the implementation behind ``from_preset``).
+    """Loads an entry as a model of class ``cls``.
 
     Args:
         cls: The class the entry must hold (``cls`` or a subclass); pass
@@ -357,7 +356,7 @@ def load_preset(
 def load(name_or_path: str, verify_checksums: bool = True, load_weights: bool = True, dtype=None) -> keras.Model:
     """Loads a zoo model by name, or from a folder in the zoo format.
 
-    The same as ``SystemIdentificationModel.from_preset(name_or_path, load_weights, dtype)``,
+    The same as ``load_preset(SystemIdentificationModel, name_or_path, load_weights, dtype)``,
     but an entry may also hold an :class:`~keras_sysid.ensemble.Ensemble`.
 
     Args:
@@ -618,7 +617,7 @@ def save(model: keras.Model, folder: str, card: dict | None = None, card_text=No
     ``metadata.json`` holds ``card`` as given plus a ``provenance`` key that
     this function fills in (see :func:`provenance`: keras_sysid, Keras,
     backend and framework versions, parameter count, ``n_neurons``,
-    ``image_shape``, dtype policy, UTC date). ``model.save_to_preset`` calls this.
+    ``image_shape``, dtype policy, UTC date).
 
     Args:
         model: A built Keras model.
