@@ -21,9 +21,10 @@ import keras_sysid as ks
 from keras_sysid.training import compile_model
 
 _TESTS = os.path.dirname(os.path.abspath(__file__))
+# Paths relative to this folder (the subprocess runs there).
 _BACKEND_NEUTRAL_TESTS = [
-    "test_layer_contracts.py", "test_readouts.py", "test_cores.py", "test_models.py", "test_metrics.py", "test_training.py",
-    "test_insilico.py",
+    "test_layer_contracts.py", "readouts/test_readouts.py", "cores/test_cores.py", "test_models.py", "test_metrics.py",
+    "training/test_training.py", "insilico/test_insilico.py",
 ]
 _BACKENDS = [
     pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} not installed"))

@@ -1,4 +1,4 @@
-"""Installation: every subpackage is listed (the wheel itself is tested in tests/test_cli.py)."""
+"""Installation: every subpackage is listed (the wheel itself is tested in tests/cli/test_cli.py)."""
 
 import os
 

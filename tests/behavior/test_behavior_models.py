@@ -20,7 +20,7 @@ from keras_sysid.behavior import GainModulator, Shifter, translate_feature_maps
 from keras_sysid.data import RecordingError, load_static
 from keras_sysid.ensemble import Ensemble
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SHAPE = (14, 16, 1)
 _CORE = {"type": "stacked_conv2d", "channels": 3, "kernel_sizes": [5, 3]}  # grid 10 x 12
 _BEHAVIOR_STATS = {"mean": [5.0, 0.0, 1.0], "std": [1.0, 0.3, 1.0]}

@@ -11,7 +11,7 @@ import sysconfig
 import pytest
 from static_tree import write_tree
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _COMMANDS = ("fit", "evaluate", "export", "insilico", "reproduce", "transfer", "benchmark", "zoo")
 _ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 

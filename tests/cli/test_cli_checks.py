@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from static_tree import write_tree
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 _KERAS_SYSID = os.path.join(os.path.dirname(sys.executable), "keras-sysid")
 # A session name as keras_sysid.multisession.session_name_for makes it from each recording's name.

@@ -13,7 +13,7 @@ from static_tree import TIERS, write_tree
 from keras_sysid.experiments import rivals
 from keras_sysid.data import load_static
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(tool, *args, cwd=None, quiet=True):

@@ -1,16 +1,13 @@
 """Recording: the one in-memory type, checked when made; load() and its format registry."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
+from static_tree import write_tree
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import keras_sysid as ks  # noqa: E402
-from keras_sysid.data import Recording, RecordingError, register_format, registered_formats  # noqa: E402
-from static_tree import write_tree  # noqa: E402
+import keras_sysid as ks
+from keras_sysid.data import Recording, RecordingError, register_format, registered_formats
 
 
 def _arrays(n=60, neurons=4, seed=0):

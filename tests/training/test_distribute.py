@@ -13,7 +13,7 @@ import pytest
 
 from keras_sysid import distribute
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # float32: bfloat16 rounding differs with the per-replica batch (about 1e-4 of
 # the loss), which would hide the exactness these tests check.
 _SMALL_RUN = [

@@ -18,7 +18,7 @@ from keras_sysid.recipes.synthetic import model_for
 from keras_sysid.resume import BackupError, TrainingBackup
 from keras_sysid.training import fit_with_schedule
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _Crash(Exception):

@@ -16,7 +16,7 @@ import keras_sysid as ks
 from keras_sysid import zoo
 from keras_sysid.models import SystemIdentificationModel
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _FILES = ["README.md", "SHA256SUMS", "config.json", "metadata.json", "model.weights.h5"]
 _CARD = {"name": "tiny", "description": "A tiny test model.", "licence": "Apache-2.0", "metrics": {"corr": 0.5}}
 

@@ -25,7 +25,7 @@ def test_saved_entry_loads_verified_and_predicts_the_same(entry):
     loaded = zoo.load(folder)
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6)
     facts = zoo.metadata(folder)
-    assert facts.pop("provenance")["n_neurons"] == 6  # filled in by save (tests/test_presets.py)
+    assert facts.pop("provenance")["n_neurons"] == 6  # filled in by save (tests/zoo/test_presets.py)
     assert facts.pop("architecture")["readout"]["n_neurons"] == 6  # also filled in by save
     assert facts == {"name": "tiny", "units": "test"}
     assert sorted(os.listdir(folder)) == ["README.md", "SHA256SUMS", "config.json", "metadata.json", "model.weights.h5"]
