@@ -78,6 +78,11 @@ def mixed_policy_name() -> str:
     return "mixed_float16" if device_kind() == "gpu" or keras.backend.backend() == "torch" else "mixed_bfloat16"
 
 
+def current_precision() -> str:
+    """``"mixed"`` under Keras' mixed global policy, else ``"float32"`` (as run keys and results record it)."""
+    return "mixed" if keras.mixed_precision.global_policy().name.startswith("mixed") else "float32"
+
+
 def float32_copy(model: keras.Model) -> keras.Model:
     """``model`` rebuilt to compute in float32, with the same weights.
 

@@ -99,7 +99,7 @@ def run_key(recordings: list, recipe: Recipe) -> dict:
 
     settings = {k: v for k, v in dataclasses.asdict(recipe.settings).items() if k != "max_epochs"}
     fingerprints = {recording.name: recording.fingerprint() for recording in recordings}
-    precision = "mixed" if keras.mixed_precision.global_policy().name.startswith("mixed") else "float32"
+    precision = devices.current_precision()
     key = {"command": "fit", "spec": recipe.model, "settings": settings,
             "data": fingerprints if len(recordings) > 1 else next(iter(fingerprints.values())),
             "backend": keras.backend.backend(), "precision": precision, "keras_sysid": keras_sysid.__version__}
@@ -187,7 +187,7 @@ def _score_and_write(run: runs.Run, model, recordings: list, names, recipe: Reci
         sessions = {recordings[0].name: (model, recordings[0])}
     else:
         sessions = {names[r.name]: (model.sessions[names[r.name]], r) for r in recordings}
-    precision = "mixed" if keras.mixed_precision.global_policy().name.startswith("mixed") else "float32"
+    precision = devices.current_precision()
     results = {"tier": "test", **info, "max_epochs": recipe.settings.max_epochs,
                "backend": keras.backend.backend(), "precision": precision, "spec": recipe.model,
                "settings": dataclasses.asdict(recipe.settings), "keras_sysid": keras_sysid.__version__}

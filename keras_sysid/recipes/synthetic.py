@@ -171,7 +171,7 @@ def fit_synthetic(config: SyntheticRunConfig, out=None, verbose: int = 1, callba
         RunLockedError: another process is fitting into ``out``.
         RunKeyError: ``out`` holds a run of another key.
     """
-    precision = "mixed" if keras.mixed_precision.global_policy().name.startswith("mixed") else "float32"
+    precision = devices.current_precision()
     strategy_name = distribute.strategy_name(strategy)
     key = synthetic_key(config, precision=precision, strategy=strategy_name)
     run = runs.Run(out or runs.default_folder("train", f"{config.ground_truth}_{config.readout}", key), key)
