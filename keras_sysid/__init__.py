@@ -45,7 +45,7 @@ __version__ = "0.2.0"
 # Submodules imported on first use: ``ks.data`` imports keras_sysid.data then.
 _SUBMODULES = (
     "data", "devices", "distribute", "evaluation", "experiments", "export", "insilico", "models", "multisession",
-    "normalization", "plots", "positions", "pruning", "recipes", "runs", "simulators", "training", "transfer",
+    "normalization", "plots", "positions", "inference_forms", "recipes", "runs", "simulators", "training", "transfer",
     "trial_variability", "zoo", "ensemble", "registry", "cloning", "validation", "resume", "atomic_files",
 )
 # Names resolved on first use: name -> (module, attribute).

@@ -19,6 +19,12 @@ from keras_sysid import behavior, cores, normalization, positions, readouts, val
 from keras_sysid.normalization import variable_stats  # noqa: F401  (public here since build_model takes its output)
 
 
+def _softplus(x):
+    """``log(1 + exp(x))`` as ``relu(x) + softplus(-|x|)``: the same function, but no runtime's softplus ever
+    sees a large argument (LiteRT computes softplus as written, and returned inf for drives above 88)."""
+    return ops.relu(x) + ops.softplus(-ops.abs(x))
+
+
 def _elu_plus_one(x):
     return ops.elu(x) + 1.0
 
@@ -34,7 +40,7 @@ def _inverse_elu_plus_one(rate: np.ndarray) -> np.ndarray:
 # name -> (forward, inverse on numpy rates); the inverse initialises the readout
 # bias so that an untrained model already predicts every neuron's mean rate.
 OUTPUT_NONLINEARITIES = {
-    "softplus": (ops.softplus, _inverse_softplus),
+    "softplus": (_softplus, _inverse_softplus),
     "elu_plus_one": (_elu_plus_one, _inverse_elu_plus_one),
 }
 

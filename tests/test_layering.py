@@ -28,7 +28,7 @@ PARTS = [
     ("Recording", ("keras_sysid.data.recording", "keras_sysid.data.formats")),
     ("Data", ("keras_sysid.data",)),
     ("Model", ("keras_sysid.models", "keras_sysid.ensemble", "keras_sysid.multisession", "keras_sysid.transfer",
-               "keras_sysid.pruning", "keras_sysid.simulators")),
+               "keras_sysid.inference_forms", "keras_sysid.simulators")),
     ("Layers", ("keras_sysid.cores", "keras_sysid.readouts", "keras_sysid.behavior", "keras_sysid.regularizers",
                 "keras_sysid.losses", "keras_sysid.positions")),
     ("Base", ("keras_sysid.registry", "keras_sysid.validation", "keras_sysid.normalization", "keras_sysid.cloning",

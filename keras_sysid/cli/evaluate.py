@@ -50,7 +50,7 @@ import time
 import numpy as np
 from absl import flags
 
-from keras_sysid import atomic_files, evaluation, metrics, pruning, trial_variability, zoo
+from keras_sysid import atomic_files, evaluation, inference_forms, metrics, trial_variability, zoo
 from keras_sysid.cli import _backend, _recordings
 from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data.recording import KNOWN_TIERS, RecordingError
@@ -185,11 +185,11 @@ def main(argv):
         chosen = _recordings.describe(data)
         if chosen:
             print(chosen, flush=True)
-        # A pruned factorized mask is read sparsely: the same predictions, faster (pruning.for_inference).
+        # A pruned factorized mask is read sparsely: the same predictions, faster (inference_forms.for_inference).
         loaded = zoo.load_any(_MODEL.value)
         scored = session_for(loaded, data.name, _SESSION.value)
         check_fits(scored, data, scored.name if scored is not loaded else None)
-        model = pruning.for_inference(scored)
+        model = inference_forms.for_inference(scored)
         print(f"predicting with {_MODEL.value} ...", flush=True)
         responses, predictions, groups = evaluation.predict_tier(model, data, _TIER.value, _BATCH_SIZE.value,
                                                                  verbose=2)

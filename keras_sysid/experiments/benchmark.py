@@ -372,7 +372,7 @@ def _measure_pruned_predict(model_name: str, batch_size: int, n_images: int, rep
     import keras
 
     from keras_sysid import readouts, zoo
-    from keras_sysid.pruning import with_pruned_readout
+    from keras_sysid.inference_forms import with_pruned_readout
 
     dense = zoo.load(model_name)
     pruned = with_pruned_readout(dense)
@@ -436,7 +436,7 @@ def benchmark_pruned_predict(
 ) -> dict:
     """Prediction of a zoo factorized model against its pruned-readout copy, in a fresh process (TensorFlow).
 
-    :func:`keras_sysid.pruning.with_pruned_readout` reads only the non-zero
+    :func:`keras_sysid.inference_forms.with_pruned_readout` reads only the non-zero
     mask entries. Measures predict images/s of both (interleaved, median of
     ``repeats``), the readout's forward time alone, and the readout alone on
     random masks of each of ``densities`` (where the sparse read stops

@@ -15,6 +15,9 @@ contract, and registers itself by its ``type_name``:
   location per neuron, only the features learned.
 - ``gaussian_mask``: :class:`GaussianMaskReadout` (Höfling et al. 2024), a
   learned isotropic Gaussian window (centre and width) per neuron.
+- ``pruned_mask`` and ``fixed_point``: :class:`PrunedMaskReadout` and
+  :class:`FixedPointReadout`, inference copies of a fitted factorized and
+  Gaussian readout (``keras_sysid.inference_forms``).
 
 To add a readout, add a module here with a ``Readout`` subclass that sets
 ``type_name``: every public module of this package is imported below, so it

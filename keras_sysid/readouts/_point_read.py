@@ -87,16 +87,42 @@ def point_read(feature_maps, rows, columns, features, block_size: int = DEFAULT_
     Memory: ``(4 N / block_size + min(H W, 4 N)) * (C * batch + block_size * (C + batch))``
     values, never ``4 N * C * batch`` or ``H W * N``.
     """
+    height, width = feature_maps.shape[1:3]
+    # Corners and weights in the positions' own precision (float32 weights
+    # under a mixed policy), so a point is never rounded to a coarser grid.
+    cells, weights = bilinear_corners(rows, columns, (height, width))
+    layout = block_layout(ops.reshape(cells, (-1,)), height * width, block_size)
+    return read_blocks(feature_maps, weights, features, layout)
+
+
+def read_blocks(feature_maps, weights, features, layout):
+    """The point read of :func:`point_read` through a given corner layout.
+
+    The layout depends on the read points only, so a readout whose points are
+    fixed (an exported, inference-only one) computes it once and reads through
+    this; the sorts and searches that make the layout are then not part of the
+    computation (some runtimes, OpenVINO's, cannot express them).
+
+    Args:
+        feature_maps: ``(batch, H, W, C)``.
+        weights: ``(N, 4)`` bilinear weights of each point's four corners
+            (:func:`bilinear_corners`).
+        features: ``(C, N)``.
+        layout: ``(slot_of_corner, corner_of_slot, block_cell)`` of
+            :func:`block_layout` for the points' corner cells; ``n_blocks``
+            is ``block_cell``'s length.
+
+    Returns:
+        ``(batch, N)`` in the dtype of ``feature_maps``.
+    """
+    slot_of_corner, corner_of_slot, block_cell = layout[:3]
     batch = ops.shape(feature_maps)[0]
     height, width, channels = feature_maps.shape[1:]
     n_cells = height * width
     n_neurons = features.shape[1]
     n_corners = 4 * n_neurons
-    # Corners and weights in the positions' own precision (float32 weights
-    # under a mixed policy), so a point is never rounded to a coarser grid.
-    cells, weights = bilinear_corners(rows, columns, (height, width))
-    layout = _block_layout(ops.reshape(cells, (-1,)), n_cells, block_size)
-    slot_of_corner, corner_of_slot, block_cell, n_blocks = layout
+    n_blocks = block_cell.shape[0]
+    block_size = corner_of_slot.shape[0] // n_blocks
 
     # Each corner's weighted features; one zero row fills the unused slots.
     corner_features = ops.reshape(
@@ -114,7 +140,7 @@ def point_read(feature_maps, rows, columns, features, block_size: int = DEFAULT_
     return ops.transpose(ops.sum(ops.reshape(corner_drives, (n_neurons, 4, batch)), axis=1))
 
 
-def _block_layout(cells, n_cells: int, block_size: int):
+def block_layout(cells, n_cells: int, block_size: int):
     """Packs corners into blocks of ``block_size`` that share one grid cell.
 
     Args:

@@ -21,7 +21,7 @@ class PrunedMaskReadout(Readout):
     entries, stored as a list ``(cell, neuron) -> value``. Make one from a
     fitted (and pruned, see ``FactorizedReadout.prune_mask``) readout with
     :meth:`from_factorized`, or a whole model with
-    :func:`keras_sysid.pruning.with_pruned_readout`; the effective mask and
+    :func:`keras_sysid.inference_forms.with_pruned_readout`; the effective mask and
     features (``|mask|`` / ``|features|`` where the source readout uses
     them) are copied, so no positivity flag is needed here.
 

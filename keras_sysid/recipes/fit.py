@@ -209,6 +209,10 @@ def _score_and_write(run: runs.Run, model, recordings: list, names, recipe: Reci
                        for field in ("corr_single", "corr_avg", "feve", "oracle")})
         if rf_positions is not None:
             arrays[f"{prefix}rf_positions"] = rf_positions
+        # Output column -> unit id, which keras-sysid export puts into the artefact.
+        unit_ids = np.asarray(recording.neurons.get("unit_ids", np.arange(recording.n_neurons)))
+        if unit_ids.dtype != object:
+            arrays[f"{prefix}neuron_ids"] = unit_ids
         entry = {"data": recording.name, **summary, "data_fingerprint": recording.fingerprint()}
         if len(sessions) == 1:
             results = {**entry, **results}
@@ -218,7 +222,11 @@ def _score_and_write(run: runs.Run, model, recordings: list, names, recipe: Reci
     run.write_npz("scores.npz", **arrays)
     written = ["model.keras", "scores.npz"]
     if keras.backend.backend() == "tensorflow":
-        run.write_folder("saved_model", lambda folder: export.export_saved_model(model, folder))
+        described = {"neuron_ids": {key.split("/")[0]: value for key, value in arrays.items()
+                                    if key.endswith("neuron_ids")} if names is not None
+                     else arrays.get("neuron_ids"),
+                     "data_fingerprint": recordings[0].fingerprint() if names is None else None}
+        run.write_folder("saved_model", lambda folder: export.export_saved_model(model, folder, **described))
         written.append("saved_model/")
     else:
         log(f"no SavedModel under {keras.backend.backend()}: keras-sysid export --backend tensorflow "

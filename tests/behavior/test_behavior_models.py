@@ -15,7 +15,7 @@ import pytest
 from static_tree import N_NEURONS, write_tree
 
 import keras_sysid as ks
-from keras_sysid import evaluation, export, pruning, zoo
+from keras_sysid import evaluation, export, inference_forms, zoo
 from keras_sysid.behavior import GainModulator, Shifter, translate_feature_maps
 from keras_sysid.data import RecordingError, load_static
 from keras_sysid.ensemble import Ensemble
@@ -342,7 +342,7 @@ def test_pruned_inference_copy_keeps_behaviour_channels_shifter_and_modulator():
     model.readout.mask.assign(mask.astype("float32"))
     model.readout.features.assign(rng.normal(0, 1, model.readout.features.shape).astype("float32"))
     model.set_response_scale(np.linspace(0.5, 2.0, 4))
-    copy = pruning.for_inference(model)  # density ~0.1: the pruned copy
+    copy = inference_forms.for_inference(model)  # density ~0.1: the pruned copy
     assert isinstance(copy.readout, ks.readouts.PrunedMaskReadout)
     assert copy.input_names == model.input_names and copy.behavior_channels
     assert copy.shifter is not model.shifter and copy.modulator is not model.modulator

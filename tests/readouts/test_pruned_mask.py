@@ -41,7 +41,7 @@ def _pruned_model(readout=None, threshold=0.6, seed=0):
 )
 def test_pruned_copy_predicts_what_the_dense_model_predicts(readout):
     model = _pruned_model(readout)
-    copy = ks.pruning.with_pruned_readout(model)
+    copy = ks.inference_forms.with_pruned_readout(model)
     assert type(copy.readout) is PrunedMaskReadout and copy is not model
     density = float(np.mean(keras.ops.convert_to_numpy(model.readout.effective_mask()) != 0))
     assert copy.readout.n_entries == round(density * model.readout.mask.shape[0] * _N_NEURONS)
@@ -55,7 +55,7 @@ def test_pruned_copy_predicts_what_the_dense_model_predicts(readout):
 
 def test_the_copy_is_a_copy_and_its_readout_is_inference_only():
     model = _pruned_model()
-    copy = ks.pruning.with_pruned_readout(model)
+    copy = ks.inference_forms.with_pruned_readout(model)
     images = _images()
     before = copy.predict(images, verbose=0)
     # Changing the source afterwards does not reach the copy (and the copy does not share weights).
@@ -66,7 +66,7 @@ def test_the_copy_is_a_copy_and_its_readout_is_inference_only():
 
 
 def test_pruned_model_survives_a_keras_round_trip(tmp_path):
-    copy = ks.pruning.with_pruned_readout(_pruned_model())
+    copy = ks.inference_forms.with_pruned_readout(_pruned_model())
     images = _images()
     expected = copy.predict(images, verbose=0)
     path = str(tmp_path / "pruned.keras")
@@ -83,7 +83,7 @@ def test_refuses_a_readout_that_is_not_factorized():
     keras.utils.set_random_seed(0)
     model = ks.build_model(_N_NEURONS, _IMAGE_SHAPE, core=_CORE, readout="gaussian")
     with pytest.raises(ValueError, match="GaussianReadout.*no spatial mask"):
-        ks.pruning.with_pruned_readout(model)
+        ks.inference_forms.with_pruned_readout(model)
     with pytest.raises(ValueError, match="needs a FactorizedReadout"):
         PrunedMaskReadout.from_factorized(model.readout)
     with pytest.raises(ValueError, match="built"):
@@ -93,11 +93,11 @@ def test_refuses_a_readout_that_is_not_factorized():
 def test_refuses_a_mask_too_dense_to_win_and_an_empty_one():
     model = _pruned_model(threshold=0.0)  # nothing pruned
     with pytest.raises(ValueError, match="prune the mask first"):
-        ks.pruning.with_pruned_readout(model)
+        ks.inference_forms.with_pruned_readout(model)
     model.readout.prune_mask(0.6)
-    assert type(ks.pruning.with_pruned_readout(model).readout) is PrunedMaskReadout
+    assert type(ks.inference_forms.with_pruned_readout(model).readout) is PrunedMaskReadout
     with pytest.raises(ValueError, match="max_density"):
-        ks.pruning.with_pruned_readout(model, max_density=0.01)
+        ks.inference_forms.with_pruned_readout(model, max_density=0.01)
     model.readout.mask.assign(np.zeros(model.readout.mask.shape, "float32"))
     with pytest.raises(ValueError, match="zero everywhere"):
         PrunedMaskReadout.from_factorized(model.readout)
@@ -112,7 +112,7 @@ def test_layer_refuses_more_entries_than_the_grid_holds():
 
 def test_zoo_model_pruned_copy_matches_the_dense_prediction():
     model = ks.zoo.load("mouse_v1_factorized")
-    copy = ks.pruning.with_pruned_readout(model)
+    copy = ks.inference_forms.with_pruned_readout(model)
     images = _images(4, model.image_shape, seed=1)
     expected = model.predict(images, verbose=0)
     got = copy.predict(images, verbose=0)
@@ -123,7 +123,7 @@ def test_zoo_model_pruned_copy_matches_the_dense_prediction():
 
 def test_for_inference_reads_a_pruned_zoo_mask_sparsely_and_leaves_other_models_alone():
     factorized = ks.zoo.load("mouse_v1_factorized")
-    fast = ks.pruning.for_inference(factorized)
+    fast = ks.inference_forms.for_inference(factorized)
     assert isinstance(fast.readout, ks.readouts.PrunedMaskReadout)
     gaussian = ks.zoo.load("mouse_v1_gaussian")
-    assert ks.pruning.for_inference(gaussian) is gaussian
+    assert ks.inference_forms.for_inference(gaussian) is gaussian

@@ -1,7 +1,13 @@
-"""Faster inference for pruned factorized models: a copy whose readout reads only the non-zero mask entries.
+"""Inference forms of a fitted model: copies that predict what it predicts, for evaluation and export.
 
-:func:`for_inference` is what evaluation uses; :func:`with_pruned_readout` makes
-the copy (see :class:`~keras_sysid.readouts.PrunedMaskReadout`).
+- :func:`with_pruned_readout`: a pruned factorized model whose readout reads
+  only the non-zero mask entries (:class:`~keras_sysid.readouts.PrunedMaskReadout`),
+  faster on TensorFlow; :func:`for_inference`, what evaluation uses, picks it where it wins.
+- :func:`with_fixed_point_readout`: a Gaussian-readout model whose read points
+  are fixed at their means and the read's layout precomputed
+  (:class:`~keras_sysid.readouts.FixedPointReadout`): gathers and matmuls only,
+  which every runtime can express; :func:`for_export`, what export uses, applies
+  it to every model kind (members of an ensemble, sessions of a multi-session model).
 """
 
 from __future__ import annotations
@@ -73,6 +79,63 @@ def with_pruned_readout(
             f"max_density={max_density:.0%}, where the sparse read is no faster than the dense one; prune the "
             "mask first (model.readout.prune_mask(0.01))."
         )
+    return _with_readout(model, readouts.PrunedMaskReadout.from_factorized(readout))
+
+
+def with_fixed_point_readout(model: SystemIdentificationModel) -> SystemIdentificationModel:
+    """An inference copy of ``model`` whose Gaussian readout reads at fixed points through a precomputed layout.
+
+    The copy predicts what ``model`` predicts in inference mode (the same
+    arithmetic, see :class:`~keras_sysid.readouts.FixedPointReadout`) with
+    no sort or search per call, so runtimes without those kernels (OpenVINO)
+    run it. Core, standardisation, state parts and response scale are copied.
+
+    Args:
+        model: A :class:`SystemIdentificationModel` whose readout reads at one
+            point per neuron (``GaussianReadout``, ``CortexGaussianReadout``).
+
+    Returns:
+        A new, uncompiled :class:`SystemIdentificationModel`.
+
+    Raises:
+        ValueError: the readout does not read at one point per neuron.
+    """
+    if not isinstance(model.readout, readouts.GaussianReadout):
+        raise ValueError(
+            "with_fixed_point_readout needs a model with a GaussianReadout (or CortexGaussianReadout); this "
+            f"model's readout is {type(model.readout).__name__}."
+        )
+    return _with_readout(model, readouts.FixedPointReadout.from_point_readout(model.readout))
+
+
+def for_export(model: keras.Model) -> keras.Model:
+    """``model`` in a form every export format can express, predicting the same.
+
+    A Gaussian readout becomes a :class:`~keras_sysid.readouts.FixedPointReadout`
+    (:func:`with_fixed_point_readout`); an :class:`~keras_sysid.ensemble.Ensemble`
+    gets its members converted. Any other model is returned as it is (export
+    converts a multi-session model's sessions one by one).
+
+    Args:
+        model: A built Keras model.
+
+    Returns:
+        ``model`` itself, or a new inference copy.
+    """
+    from keras_sysid.ensemble import Ensemble
+
+    if isinstance(model, Ensemble):
+        members = [for_export(member) for member in model.members]
+        if all(new is old for new, old in zip(members, model.members)):
+            return model
+        return Ensemble(members, name=model.name)
+    if isinstance(model, SystemIdentificationModel) and isinstance(model.readout, readouts.GaussianReadout):
+        return with_fixed_point_readout(model)
+    return model
+
+
+def _with_readout(model: SystemIdentificationModel, readout) -> SystemIdentificationModel:
+    """A copy of ``model`` (core, standardisation, state parts, response scale) with ``readout`` in place of its own."""
     core_input = (None,) + model.image_shape[:-1] + (
         model.image_shape[-1] + (len(model.behavior_stats["mean"]) if model.behavior_channels else 0),)
     core = cloning.clone(model.core, input_shape=core_input)
@@ -84,7 +147,7 @@ def with_pruned_readout(
     }
     copy = SystemIdentificationModel(
         core,
-        readouts.PrunedMaskReadout.from_factorized(readout),
+        readout,
         image_shape=model.image_shape,
         nonlinearity=model.nonlinearity,
         image_mean=model.image_mean,
