@@ -24,13 +24,17 @@ Examples:
 
   # The same model under every installed backend, training and inference.
   keras-sysid benchmark --backends tensorflow,jax,torch --readouts gaussian --n_neurons 5335
+
+  # Serving: Keras against every export format's runtime (SavedModel, ONNX Runtime, OpenVINO, LiteRT):
+  # images/s at batch 64, latency p50/p99 at batch 1 and the largest difference to Keras, in one run.
+  keras-sysid benchmark --serving mouse_v1_gaussian,mouse_v1_ensemble
 """
 
 import json
 
 from absl import flags
 
-from keras_sysid.experiments import benchmark
+from keras_sysid.experiments import benchmark, serving
 
 # The core alone is this readout with one neuron: its cost is negligible.
 _CORE_ALONE = ("core alone", "gaussian", 1)
@@ -58,6 +62,9 @@ _PRUNED = flags.DEFINE_string(
     "pruned", None,
     "A zoo factorized model (e.g. mouse_v1_factorized): also time its predict against its pruned-readout copy.",
 )
+_SERVING = flags.DEFINE_list(
+    "serving", None, "Zoo models (e.g. mouse_v1_gaussian,mouse_v1_ensemble): measure serving instead of training, "
+    "Keras against every export format in its own runtime (needs the serve extra).")
 _BACKENDS = flags.DEFINE_list(
     "backends", None, "Keras backends to measure (tensorflow, jax, torch; default: KERAS_BACKEND or tensorflow)."
 )
@@ -93,6 +100,12 @@ def _row_text(backend, label, row, core_rate):
 def main(argv):
     del argv
     import os
+
+    if _SERVING.value:
+        results = serving.benchmark_serving(_SERVING.value)
+        print(serving.table(results))
+        print(json.dumps(results))
+        return
 
     backends = _BACKENDS.value or [os.environ.get("KERAS_BACKEND", "tensorflow")]
     jit_options = {"preferred": [None], "true": [True], "false": [False], "both": [True, False]}[_JIT_COMPILE.value]

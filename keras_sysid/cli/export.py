@@ -77,7 +77,8 @@ def main(argv):
         os.chmod(folder, 0o777 & ~umask)
         described.update(export.export_model(model, folder, _FORMAT.value, card, neuron_ids, fingerprint))
         if _FORMAT.value == "saved_model":
-            atomic_files.write_json(export.rest_example(described), os.path.join(folder, EXAMPLE_REQUEST))
+            first = next(iter(described["signatures"]))  # serving_default, or the first session's
+            atomic_files.write_json(export.rest_example(described, first), os.path.join(folder, EXAMPLE_REQUEST))
 
     # Written into a new folder of a unique name beside the target, which then takes its place: a failed
     # export leaves the old one in place, and no folder but the ones made here is ever deleted.
@@ -171,11 +172,11 @@ def _report(out: str, described: dict, name: str) -> None:
     print(f"  images: {described['input_scale']}")
     print(f"  responses: {described['units']}")
     if described["format"] == "saved_model":
-        example = export.rest_example(described)
+        first = next(iter(described["signatures"]))
         brief = {key: f"<{spec['dtype']} {_shape(spec['shape'][1:])}>"
-                 for key, spec in described["signatures"]["serving_default"]["inputs"].items()}
+                 for key, spec in described["signatures"][first]["inputs"].items()}
         print(f"REST request body (TensorFlow Serving; the full example is {os.path.join(out, EXAMPLE_REQUEST)}):")
-        print("  " + json.dumps({"signature_name": example["signature_name"], "instances": [brief]}))
+        print("  " + json.dumps({"signature_name": first, "instances": [brief]}))
         print(f"  POST http://localhost:8501/v1/models/{name}:predict -> "
               '{"predictions": [[one value per neuron], ...]}')
 

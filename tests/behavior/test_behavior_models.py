@@ -4,6 +4,7 @@ Small shapes and no training beyond single optimizer steps: weights that would
 be learned are set to random values instead, so every check is deterministic.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -213,9 +214,12 @@ def test_state_model_round_trips_through_keras_and_saved_model(tmp_path):
     import tensorflow as tf
 
     export.export_saved_model(model, str(tmp_path / "served"))
-    served = tf.saved_model.load(str(tmp_path / "served")).signatures["serving_default"]
-    specs = served.structured_input_signature[1]
-    assert {name: spec.shape.as_list() for name, spec in specs.items()} == {
+    loaded = tf.saved_model.load(str(tmp_path / "served"))
+    served = loaded.signatures["serving_default"]
+    # The signature takes any shape and checks it itself (tests/zoo/test_export.py); the artefact states them.
+    assert set(served.structured_input_signature[1]) == {"images", "behavior", "pupil_center"}
+    manifest = json.loads(loaded.signatures["metadata"]()["keras_sysid_json"].numpy())
+    assert {name: spec["shape"] for name, spec in manifest["signatures"]["serving_default"]["inputs"].items()} == {
         "images": [None, *_SHAPE], "behavior": [None, 3], "pupil_center": [None, 2]}
     out = served(**{name: tf.constant(value) for name, value in x.items()})["responses"].numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
@@ -229,7 +233,8 @@ def test_export_tool_prints_every_input(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(_ROOT, "tools", "export.py"), "--model", path,
                              "--out", str(tmp_path / "served")], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "serving_default images [14, 16, 1], behavior [3] -> responses [4]" in result.stdout
+    assert ("serving_default: images float32 [batch, 14, 16, 1], behavior float32 [batch, 3] -> responses float32 "
+            "[batch, 4]") in result.stdout
 
 
 # -- ensembles --------------------------------------------------------------------

@@ -168,7 +168,12 @@ def test_fit_two_recordings_shares_one_core_and_evaluate_scores_each_session(tmp
     assert wrong.returncode != 0 and "has no session 'nope'" in wrong.stderr
     exported = _keras_sysid("export", "--model", str(out / "model.keras"), "--out", str(tmp_path / "served"))
     assert exported.returncode == 0, exported.stderr[-2000:]
-    assert "serving_static2_1_1_preproc0 images [20, 24, 1] -> responses [4]" in exported.stdout
+    assert ("serving_static2_1_1_preproc0: images float32 [batch, 20, 24, 1] -> responses float32 [batch, 4]"
+            in exported.stdout)
+    # The run's neuron ids, per session, go into the artefact.
+    manifest = json.loads((tmp_path / "served" / "keras_sysid.json").read_text())
+    ids = manifest["signatures"]["serving_static2_1_1_preproc0"]["neuron_ids"]
+    assert isinstance(ids, list) and len(ids) == 4
 
 
 def test_fit_names_what_a_recording_does_not_take(tmp_path):
