@@ -317,6 +317,27 @@ def test_serving_layout_writes_name_and_the_next_version(model_file, tmp_path):
     assert sorted(os.listdir(base / "run" / "2")) == [export.MANIFEST_FILE, "model.onnx"]
 
 
+def test_data_gives_the_recordings_unit_ids_and_fingerprint_and_a_mismatch_is_refused(tmp_path):
+    from static_tree import IMAGE_SHAPE, N_NEURONS, write_tree
+
+    tree = write_tree(str(tmp_path))
+    path = str(tmp_path / "model.keras")
+    ks.build_model(N_NEURONS, IMAGE_SHAPE, core={"type": "stacked_conv2d", "channels": 2, "kernel_sizes": [3]}).save(path)
+    result = _command("--model", path, "--data", tree, "--format", "litert", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / export.MANIFEST_FILE).read_text())
+    assert manifest["signatures"]["serving_default"]["neuron_ids"] == list(range(1, N_NEURONS + 1))
+    assert manifest["data_fingerprint"] == ks.data.load(tree).fingerprint()
+    other = str(tmp_path / "other.keras")
+    ks.build_model(N_NEURONS + 1, IMAGE_SHAPE, core={"type": "stacked_conv2d", "channels": 2, "kernel_sizes": [3]}
+                   ).save(other)
+    refused = _command("--model", other, "--data", tree, "--out", str(tmp_path / "refused"))
+    assert refused.returncode == 1 and not (tmp_path / "refused").exists()
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"error: --data {tree} has {N_NEURONS} neurons; the model predicts {N_NEURONS + 1}: not the recording it "
+        "was trained on.")
+
+
 def test_export_into_a_read_only_folder_is_refused_naming_it_before_loading(tmp_path):
     readonly = tmp_path / "readonly"
     readonly.mkdir()
