@@ -287,8 +287,15 @@ def export_model(model: keras.Model, folder: str, format: str = "saved_model", c
     if keras.backend.backend() != "tensorflow":
         raise ExportError(f"export needs the TensorFlow Keras backend; this one is {keras.backend.backend()!r} "
                           "(keras-sysid export --backend tensorflow).")
-    described = manifest(model, format, card, neuron_ids, data_fingerprint)
     served = {signature: inference_forms.for_export(session) for signature, session in signatures(model).items()}
+    if format != "saved_model":
+        for session in served.values():
+            for member in getattr(session, "members", [session]):
+                if type(getattr(member, "readout", None)).__name__ == "PrunedMaskReadout":
+                    # Its TensorFlow sparse matmul has no ONNX, OpenVINO or LiteRT operator.
+                    raise ExportError(f"a pruned-mask readout (an inference copy for TensorFlow) cannot be exported "
+                                      f"to {format}; export the factorized model it was made from.")
+    described = manifest(model, format, card, neuron_ids, data_fingerprint)
     text = json.dumps(atomic_files.json_safe(described), indent=2)
     if format == "saved_model":
         _write_saved_model(served, folder, text)

@@ -239,6 +239,13 @@ def test_a_missing_converter_is_named_with_the_extra(monkeypatch):
         export.check_format("tflite")
 
 
+def test_a_pruned_mask_readout_is_refused_outside_tensorflow_naming_what_to_export(tmp_path):
+    model = ks.build_model(3, _SHAPE[:2], core=_CORE, readout="pruned_mask")
+    with pytest.raises(export.ExportError, match="pruned-mask readout .* cannot be exported to onnx; export the "
+                                                 "factorized model it was made from"):
+        _export(model, tmp_path / "out", "onnx")
+
+
 def test_neuron_ids_must_match_the_outputs():
     model = ks.build_model(3, _SHAPE[:2], core=_CORE)
     with pytest.raises(export.ExportError, match="serving_default: 2 neuron ids for 3 output columns"):
