@@ -33,7 +33,6 @@ OpenVINO and LiteRT's interpreter.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -144,13 +143,6 @@ def file_name(signature: str, format: str) -> str:
 # -- what an artefact says about itself ----------------------------------------------
 
 
-def _version(package: str):
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 _UNITS = {
     "images": "pixel values as stored in the training data (e.g. 0..255), not rescaled",
     "behavior": "the behaviour variables in the data's units, in the data's order",
@@ -166,9 +158,9 @@ def manifest(model: keras.Model, format: str, card: dict | None = None, neuron_i
         model: The model exported (a multi-session model: per session).
         format: One of :data:`FORMATS`.
         card: The model card's facts (a zoo entry's ``metadata.json``, a
-            run's ``results.json``); ``units``, ``input_scale``,
-            ``neuron_ids``, ``data``, ``licence`` and ``citation`` are lifted
-            to the top where present.
+            run's ``results.json``); its ``output`` (the responses' units),
+            ``input_scale``, ``neuron_ids``, ``data``, ``data_fingerprint``,
+            ``licence`` and ``citation`` are used where present.
         neuron_ids: Output column -> unit id: a sequence of length ``N`` (or,
             for a multi-session model, ``{session: sequence}``); ``None``
             leaves the card's statement of the order (or column indices).
@@ -183,6 +175,7 @@ def manifest(model: keras.Model, format: str, card: dict | None = None, neuron_i
         ExportError: ``neuron_ids`` does not have one id per output column.
     """
     import keras_sysid
+    from keras_sysid.zoo import package_version
 
     card = dict(card or {})
     described = {}
@@ -214,8 +207,8 @@ def manifest(model: keras.Model, format: str, card: dict | None = None, neuron_i
         f"images as stored in the training data; the model standardises them with mean {mean:.4g} and std {std:.4g}"
         if mean is not None and std is not None else "images as stored in the training data")
     versions = {"keras_sysid": keras_sysid.__version__, "keras": keras.__version__, "python": platform.python_version()}
-    versions.update({package: _version(package) for package in ("tensorflow", "tf2onnx", "onnx", "openvino")
-                     if _version(package) is not None})
+    versions.update({package: package_version(package) for package in ("tensorflow", "tf2onnx", "onnx", "openvino")
+                     if package_version(package) is not None})
     return {
         "format": format,
         "model": getattr(model, "name", None),
@@ -282,6 +275,7 @@ def export_model(model: keras.Model, folder: str, format: str = "saved_model", c
         TensorShape([2, 5335])
     """
     from keras_sysid import atomic_files, inference_forms
+    from keras_sysid.readouts import PrunedMaskReadout
 
     check_format(format)
     if keras.backend.backend() != "tensorflow":
@@ -291,7 +285,7 @@ def export_model(model: keras.Model, folder: str, format: str = "saved_model", c
     if format != "saved_model":
         for session in served.values():
             for member in getattr(session, "members", [session]):
-                if type(getattr(member, "readout", None)).__name__ == "PrunedMaskReadout":
+                if isinstance(getattr(member, "readout", None), PrunedMaskReadout):
                     # Its TensorFlow sparse matmul has no ONNX, OpenVINO or LiteRT operator.
                     raise ExportError(f"a pruned-mask readout (an inference copy for TensorFlow) cannot be exported "
                                       f"to {format}; export the factorized model it was made from.")

@@ -7,7 +7,8 @@
   are fixed at their means and the read's layout precomputed
   (:class:`~keras_sysid.readouts.FixedPointReadout`): gathers and matmuls only,
   which every runtime can express; :func:`for_export`, what export uses, applies
-  it to every model kind (members of an ensemble, sessions of a multi-session model).
+  it to a model or an ensemble's members (export applies it to each session of a
+  multi-session model).
 """
 
 from __future__ import annotations

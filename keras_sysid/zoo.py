@@ -518,7 +518,8 @@ def model_card(facts: dict) -> str:
     return "\n".join(lines)
 
 
-def _package_version(name: str):
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution (``"tensorflow"``), or ``None`` where it is not installed."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -535,10 +536,10 @@ def provenance(model: keras.Model) -> dict:
         "backend": keras.backend.backend(),
     }
     for package in ("tensorflow", "jax", "jaxlib", "torch"):
-        version = _package_version(package)
+        version = package_version(package)
         if version is not None:
             facts[f"{package}_version"] = version
-    facts.update({"numpy_version": _package_version("numpy"), "python_version": platform.python_version()})
+    facts.update({"numpy_version": package_version("numpy"), "python_version": platform.python_version()})
     facts["model_class"] = keras.saving.get_registered_name(type(model))
     facts["parameter_count"] = int(model.count_params())
     facts["dtype_policy"] = model.dtype_policy.name
