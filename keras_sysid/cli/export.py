@@ -16,7 +16,7 @@ the ``serve`` extra: pip install "keras_sysid[serve]".
 
 Examples:
 
-  keras-sysid export --model mouse_v1_gaussian --out serving/mouse_v1 --serving_layout
+  keras-sysid export --model mouse_v1_gaussian --out serving --serving_layout   # serving/mouse_v1_gaussian/1/
   keras-sysid export --model runs/mouse_v1/model.keras --format onnx --out exported/mouse_v1_onnx
 
   # Serve the SavedModel (TensorFlow Serving's Docker image):
