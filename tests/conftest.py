@@ -22,6 +22,10 @@ def pytest_collection_modifyitems(config, items):
     on the second core instead of after it.
     """
     late = [item for item in items if getattr(item, "originalname", None) == _BACKGROUND_TEST]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under pytest-xdist every worker collects every test, and the other worker keeps the second core
+        # busy anyway: the test starts its own run when a worker reaches it.
+        return
     for item in late:
         skipped = any(mark.args and mark.args[0] for mark in item.iter_markers("skipif"))
         if not skipped:

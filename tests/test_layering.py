@@ -51,7 +51,7 @@ NEVER = [
     ("Scoring", "Training", "scores do not depend on how a model was fitted"),
     *[("Insilico", to, "in-silico experiments run on any model") for to in ("Data", "Recording", "Training", "Zoo")],
     *[(part, to, "the library sits below experiments and commands")
-      for part in LIBRARY for to in ("Experiments", "ProductCLI", "ExperimentCLI")],
+      for part in sorted(LIBRARY) for to in ("Experiments", "ProductCLI", "ExperimentCLI")],
     ("ProductCLI", "Experiments", "a product command runs library recipes"),
     ("Experiments", "ProductCLI", "experiments sit above the library, beside the commands"),
 ]
