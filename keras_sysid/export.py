@@ -14,8 +14,9 @@ The SavedModel's float signature checks each request before any work is
 spent on it: rank, image size and channels, batch size and finite values,
 each refused with a message naming the input, the shape expected and the
 shape given (a malformed request never reaches a kernel that could abort the
-process). A second signature, ``serving_uint8``, takes images as stored
-(``uint8`` 0..255) and converts them. ONNX Runtime, OpenVINO and LiteRT check
+process). A second signature per model, ``serving_default_uint8`` (or
+``serving_<session>_uint8``), takes images as stored (``uint8`` 0..255) and
+converts them. ONNX Runtime, OpenVINO and LiteRT check
 shapes and dtypes against the declared inputs themselves.
 
 Each artefact carries :func:`manifest`: the model card, neuron ids, units,

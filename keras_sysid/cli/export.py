@@ -33,8 +33,9 @@ import sys
 import numpy as np
 from absl import flags, logging
 
-from keras_sysid import atomic_files, export, zoo
+from keras_sysid import atomic_files, export, runs, zoo
 from keras_sysid.cli import _recordings
+from keras_sysid.recipes.fit import SCORES, stored_neuron_ids
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _OUT = flags.DEFINE_string(
@@ -66,7 +67,7 @@ def main(argv):
         export.check_writable(out)  # before the model is loaded
         model = zoo.load_any(_MODEL.value)
         card, neuron_ids, fingerprint = _description(model)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, runs.RunKeyError) as error:
         sys.exit(f"error: {error}")
     described = {}
 
@@ -128,22 +129,16 @@ def _description(model) -> tuple[dict, object, str | None]:
     path = _MODEL.value
     if path.endswith(".keras"):
         # A run folder keras-sysid fit wrote: results.json and scores.npz beside the model.
-        folder = os.path.dirname(os.path.abspath(path))
-        results = os.path.join(folder, "results.json")
-        if os.path.isfile(results):
-            with open(results) as file:
-                facts = json.load(file)
+        run = runs.Run(os.path.dirname(os.path.abspath(path)), key={})
+        facts = run.stored_results()
+        if facts is not None:
             card = {key: facts[key] for key in ("data", "corr_single", "corr_avg", "feve", "frac_oracle", "n_neurons",
                                                 "epochs", "stopped_early", "spec", "keras_sysid") if key in facts}
             card["trained_with"] = "keras-sysid fit"
             fingerprint = facts.get("data_fingerprint")
-        scores = os.path.join(folder, "scores.npz")
-        if os.path.isfile(scores):
-            with np.load(scores, allow_pickle=False) as arrays:
-                if "neuron_ids" in arrays:
-                    neuron_ids = arrays["neuron_ids"]
-                else:  # several sessions: "<session>/neuron_ids"
-                    neuron_ids = {key.split("/")[0]: arrays[key] for key in arrays if key.endswith("/neuron_ids")} or None
+        if os.path.isfile(run.path(SCORES)):
+            with np.load(run.path(SCORES), allow_pickle=False) as arrays:
+                neuron_ids = stored_neuron_ids(arrays)
     else:
         card = zoo.metadata(path)
     if _DATA.value is not None:

@@ -179,6 +179,24 @@ def fit_recording(recordings, recipe: Recipe, out=None, verbose: int = 2, callba
     return results
 
 
+# The run's per-neuron scores and, under "neuron_ids", each output column's unit id; with several sessions
+# every key is prefixed "<session>/".
+SCORES = "scores.npz"
+
+
+def stored_neuron_ids(arrays):
+    """Each output column's unit id from a run's :data:`SCORES` arrays (a mapping of name to array).
+
+    Returns:
+        ``(N,)`` ids for a one-recording run, ``{session: (N_s,) ids}`` for
+        several sessions, or ``None`` where the run stored none.
+    """
+    if "neuron_ids" in arrays:
+        return arrays["neuron_ids"]
+    sessions = {key.split("/")[0]: arrays[key] for key in arrays if key.endswith("/neuron_ids")}
+    return sessions or None
+
+
 def _score_and_write(run: runs.Run, model, recordings: list, names, recipe: Recipe, info: dict, log) -> dict:
     """Scores every session on its test tier and writes the run's files, ``results.json`` last."""
     import keras_sysid
@@ -219,12 +237,10 @@ def _score_and_write(run: runs.Run, model, recordings: list, names, recipe: Reci
         else:
             results.setdefault("sessions", {})[session] = entry
     run.save_model(model)
-    run.write_npz("scores.npz", **arrays)
-    written = ["model.keras", "scores.npz"]
+    run.write_npz(SCORES, **arrays)
+    written = ["model.keras", SCORES]
     if keras.backend.backend() == "tensorflow":
-        described = {"neuron_ids": {key.split("/")[0]: value for key, value in arrays.items()
-                                    if key.endswith("neuron_ids")} if names is not None
-                     else arrays.get("neuron_ids"),
+        described = {"neuron_ids": stored_neuron_ids(arrays),
                      "data_fingerprint": recordings[0].fingerprint() if names is None else None}
         run.write_folder("saved_model", lambda folder: export.export_saved_model(model, folder, **described))
         written.append("saved_model/")
