@@ -1,6 +1,6 @@
 """The fastest correct compilation and precision per device kind.
 
-Chosen with ``tools/benchmark.py`` (README, Benchmark), which measures
+Chosen with ``tools/benchmark.py`` (docs/benchmarks.md), which measures
 training throughput with XLA (``jit_compile``) on and off and with float32 or
 mixed precision, and with ``tools/train.py``, which showed that mixed bfloat16
 fits the synthetic ground truth as well as float32.
@@ -14,7 +14,7 @@ import keras
 
 from keras_sysid.cloning import clone, with_dtype_policy
 
-# cpu: measured on 2 cores (README). Mixed precision only where the CPU has
+# cpu: measured on 2 cores (docs/benchmarks.md). Mixed precision only where the CPU has
 # native bfloat16 arithmetic; elsewhere bfloat16 is emulated and slower.
 # gpu: not measured here (no GPU was available); XLA is Keras' own default
 # there and mixed precision stays off until a benchmark shows it helps.

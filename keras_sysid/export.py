@@ -259,8 +259,10 @@ def export_model(model: keras.Model, folder: str, format: str = "saved_model", c
             rename it into place, as ``keras-sysid export`` does, for an
             all-or-nothing result).
         format: One of :data:`FORMATS`.
-        card, neuron_ids, data_fingerprint: What the artefact says about
-            itself (:func:`manifest`).
+        card: What the artefact says about itself: the model card's facts
+            (:func:`manifest`).
+        neuron_ids: Output column -> unit id (:func:`manifest`).
+        data_fingerprint: The training recording's fingerprint (:func:`manifest`).
 
     Returns:
         The manifest written.

@@ -24,7 +24,7 @@ from keras_sysid.models import SystemIdentificationModel
 # Above this fraction of non-zero mask entries, the sparse readout is no faster
 # than the dense one: on CPU (2 cores, batch 64, mouse V1's 24x52 grid, C=48,
 # N=5335) random masks broke even between 0.15 (1.3-1.4x faster) and 0.30
-# (0.77-0.9x): tools/benchmark.py --pruned mouse_v1_factorized (README, Benchmark).
+# (0.77-0.9x): tools/benchmark.py --pruned mouse_v1_factorized (docs/benchmarks.md).
 PRUNED_READOUT_MAX_DENSITY = 0.2
 
 
@@ -170,7 +170,7 @@ def for_inference(model: keras.Model) -> keras.Model:
     The copy (:func:`with_pruned_readout`) is used when the backend is
     TensorFlow, the readout is a ``FactorizedReadout`` and at most
     :data:`PRUNED_READOUT_MAX_DENSITY` of its mask entries are non-zero, as in
-    the zoo's pruned factorized models (README, Benchmark). Predictions agree
+    the zoo's pruned factorized models (docs/benchmarks.md). Predictions agree
     to float32 rounding either way; use it for evaluation and prediction,
     not for training.
 

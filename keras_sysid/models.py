@@ -576,8 +576,10 @@ def build_model(
             arguments (``{}`` for its defaults).
         modulator: ``None``, a layer, or a dict of
             :class:`~keras_sysid.behavior.GainModulator` arguments (``n_neurons`` is filled in).
-        behavior_stats, pupil_stats: Train-tier ``{"mean", "std"}`` of the
-            behaviour and pupil centre (:func:`variable_stats`), as needed.
+        behavior_stats: Train-tier ``{"mean", "std"}`` of the behaviour
+            (:func:`variable_stats`), as needed.
+        pupil_stats: Train-tier ``{"mean", "std"}`` of the pupil centre
+            (:func:`variable_stats`), as needed.
 
     Returns:
         A built :class:`SystemIdentificationModel` (not compiled).

@@ -396,7 +396,10 @@ def fit_sessions(
         train_data: ``{name: (inputs, responses)}`` for the sessions to train
             (all, or some: e.g. a new one with ``freeze_core``).
         validation_data: The same sessions' validation data.
-        max_epochs, learning_rate, patience, n_decays: As :func:`fit_with_schedule`.
+        max_epochs: As :func:`fit_with_schedule`.
+        learning_rate: As :func:`fit_with_schedule`.
+        patience: As :func:`fit_with_schedule`.
+        n_decays: As :func:`fit_with_schedule`.
         interleave: ``"proportional"`` (every trial weighs alike) or ``"even"``
             (every session weighs alike).
         batch_size: Trials per session batch (the mean over sessions, when proportional).
@@ -407,8 +410,9 @@ def fit_sessions(
             model (and its saved file) until the next ``fit_sessions``.
         verbose: Keras verbosity (1: progress bar).
         callbacks: Extra Keras callbacks.
-        backup_dir, fingerprint: Resume after a kill, as :func:`fit_with_schedule`;
-            the backup is also keyed by the sessions (in order), which of them
+        backup_dir: Resume after a kill, as :func:`fit_with_schedule`.
+        fingerprint: The backup's key, as :func:`fit_with_schedule`; the
+            backup is also keyed by the sessions (in order), which of them
             train, ``interleave``, ``freeze_core`` and the optimisation settings.
         jit_compile: As :func:`fit_with_schedule`.
 

@@ -45,7 +45,7 @@ if _CHOSEN is not None:
 
 BACKEND = flags.DEFINE_enum(
     "backend", os.environ.get("KERAS_BACKEND", "tensorflow"), list(BACKENDS),
-    "Keras backend (default: KERAS_BACKEND, else tensorflow). The fastest on 2 CPU cores is in the README (Benchmark).",
+    "Keras backend (default: KERAS_BACKEND, else tensorflow). The fastest on 2 CPU cores: docs/benchmarks.md.",
 )
 
 

@@ -11,7 +11,7 @@ everything.
 
 Examples:
 
-  # The README's table (2 CPU cores: about 20 minutes).
+  # The table of docs/benchmarks.md (2 CPU cores: about 20 minutes).
   keras-sysid benchmark --readouts factorized,gaussian \
       --n_neurons 1000,5335,20000,100000 \
       --data ../shared/data/mouse_v1_lurz2021/static20457-5-9-preproc0.zip
@@ -35,6 +35,9 @@ import json
 from absl import flags
 
 from keras_sysid.experiments import benchmark, serving
+
+# Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
+DOCS_PAGE = "benchmarks/"
 
 # The core alone is this readout with one neuron: its cost is negligible.
 _CORE_ALONE = ("core alone", "gaussian", 1)

@@ -56,6 +56,9 @@ from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data.recording import KNOWN_TIERS, RecordingError
 from keras_sysid.multisession import MultiSessionModel, session_name_for
 
+# Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
+DOCS_PAGE = "your-data/"
+
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _DATA = flags.DEFINE_string(
     "data", None,

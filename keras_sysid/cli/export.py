@@ -37,6 +37,9 @@ from keras_sysid import atomic_files, export, runs, zoo
 from keras_sysid.cli import _recordings
 from keras_sysid.recipes.fit import SCORES, stored_neuron_ids
 
+# Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
+DOCS_PAGE = "serving/"
+
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _OUT = flags.DEFINE_string(
     "out", None, "Folder to write (must not exist, unless --overwrite); with --serving_layout, the model "

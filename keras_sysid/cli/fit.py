@@ -59,7 +59,7 @@ Examples:
   keras-sysid fit --ground_truth cnn --n_types 4 --core identity \
       --readout fully_connected
 
-  # The same fit under JAX (any installed Keras backend; README, Benchmark).
+  # The same fit under JAX (any installed Keras backend; docs/benchmarks.md).
   keras-sysid fit --backend jax
 
   # Synthetic truth only: data-parallel over all local GPUs (or, without GPUs, 2 logical CPUs).
@@ -91,6 +91,9 @@ from keras_sysid.recipes.presets import (
 )
 from keras_sysid.resume import BackupError
 from keras_sysid.runs import RunInterrupted, RunKeyError, RunLockedError
+
+# Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
+DOCS_PAGE = "your-data/"
 
 flags.adopt_module_key_flags(_recordings)
 

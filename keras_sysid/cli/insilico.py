@@ -31,6 +31,9 @@ from keras_sysid.cli import _backend, _recordings
 from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data import RecordingError
 
+# Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
+DOCS_PAGE = "insilico/"
+
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
 _NEURONS = flags.DEFINE_string("neurons", "0-15", "Output indices: ranges and comma lists, e.g. 0-99 or 3,7,10-12.")
 _OUT = flags.DEFINE_string("out", None, "Folder to write arrays, table and figures into.", required=True)

@@ -22,6 +22,8 @@ PROGRAM = "keras-sysid"
 # Each command is the module keras_sysid.cli.<command>: its docstring is the
 # command's --help text, its first line the command's line in the listing.
 COMMANDS = ("fit", "evaluate", "export", "insilico", "reproduce", "transfer", "benchmark", "zoo")
+# The documentation site (mkdocs.yml's site_url); each command's module names its page in DOCS_PAGE.
+DOCS_URL = "https://keras-sysid.readthedocs.io/en/latest/"
 
 
 # absl's help flags print their help, then exit with status 1.
@@ -58,12 +60,18 @@ def describe(command: str) -> str:
     return doc.strip().split("\n", 1)[0].replace("``", "")
 
 
+def docs_link(page: str = "") -> str:
+    """The address of a documentation page (``"serving/"``; the site's start page by default)."""
+    return DOCS_URL + page
+
+
 def listing() -> str:
     """The usage line and every command with its description."""
     width = max(len(command) for command in COMMANDS)
     lines = [f"usage: {PROGRAM} COMMAND [flags]", "", "commands:"]
     lines += [f"  {command:<{width}}  {describe(command)}" for command in COMMANDS]
-    lines += ["", f"{PROGRAM} COMMAND --help describes a command and its flags; --version prints the version."]
+    lines += ["", f"{PROGRAM} COMMAND --help describes a command and its flags; --version prints the version.",
+              f"Documentation: {docs_link()}"]
     return "\n".join(lines)
 
 
@@ -78,7 +86,8 @@ def run(command: str, argv: list[str]) -> None:
     module = importlib.import_module(f"keras_sysid.cli.{command}")
     # absl's --help prints __main__'s docstring and the key flags of the module named argv[0];
     # __main__ is pip's script (or a tools/ shell), so both are made the command's.
-    sys.modules["__main__"].__doc__ = module.__doc__
+    page = docs_link(getattr(module, "DOCS_PAGE", ""))
+    sys.modules["__main__"].__doc__ = f"{module.__doc__.rstrip()}\n\nDocumentation: {page}\n"
     for flag in [*flags.FLAGS.get_key_flags_for_module(module), flags.FLAGS["backend"]]:
         flags.FLAGS.register_key_flag_for_module(argv[0], flag)
     # Asking for help is no failure: exit 0 once a help flag has printed its help (a bad flag still exits 1).

@@ -60,6 +60,9 @@ from keras_sysid.experiments.presets import (
 )
 from keras_sysid.resume import BackupError
 
+# Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
+DOCS_PAGE = "results/"
+
 _EXPERIMENT = flags.DEFINE_enum(
     "experiment", None,
     ["mouse_v1", "mouse_v1_sota", "synthetic_types", "synthetic_modulation", "insilico_truth", "insilico_mouse_v1",

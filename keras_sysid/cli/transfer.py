@@ -34,6 +34,9 @@ from keras_sysid import readouts
 from keras_sysid.cli import _backend
 from keras_sysid.experiments import transfer_curve
 
+# Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
+DOCS_PAGE = "results/"
+
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Zoo name or folder of a synthetic 'cnn' fit.", required=True)
 _SIZES = flags.DEFINE_list("sizes", ["128", "256", "512", "1024", "2048"], "Training images per point.")
 _N_NEURONS = flags.DEFINE_integer("n_neurons", 100, "New neurons.")

@@ -21,6 +21,9 @@ from absl import app
 
 from keras_sysid import zoo
 
+# Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
+DOCS_PAGE = "zoo/"
+
 _ACTIONS = "list, or show NAME"
 
 

@@ -136,7 +136,8 @@ class Recording:
                 default: identical images share an id.
             tiers: ``(trials,)`` tier names; default :func:`assign_tiers`
                 (``tier_rule``, ``test_fraction``, ``validation_fraction``, ``seed``).
-            behavior, pupil_center: ``(trials, k)``, optional.
+            behavior: ``(trials, k)`` behaviour, optional.
+            pupil_center: ``(trials, k)`` pupil centre, optional.
             neurons: ``{key: (neurons, ...)}`` metadata, e.g. ``cell_motor_coordinates``.
             name: The recording's name.
 

@@ -341,7 +341,9 @@ def make_population(
         n_neurons: Number of neurons ``N``.
         n_types: Number of cell types ``K``; neurons are split evenly.
         image_size: Images are ``image_size x image_size``.
-        n_train, n_validation, n_test: Images per split.
+        n_train: Images in the training split.
+        n_validation: Images in the validation split.
+        n_test: Images in the test split.
         jitter: DoG only: relative s.d. of each cell's centre and surround size
             around its type's (0.05 in the paper's Fig. 4).
         mean_rate: Mean noise-free rate over neurons and images.
@@ -441,7 +443,9 @@ def new_neurons(
     Args:
         population: A ``"cnn"`` population.
         n_neurons: Neurons of the new population.
-        n_train, n_validation, n_test: Images per split.
+        n_train: Images in the training split.
+        n_validation: Images in the validation split.
+        n_test: Images in the test split.
         margin: RF centres keep this many pixels from the border.
         seed: Seeds the new neurons, images and noise.
 

@@ -78,7 +78,7 @@ def transfer_learning_curve(
             :func:`~keras_sysid.training.fit_with_schedule`). Keep the default,
             ``"val_loss"``, for FEV: a readout fitted to a few hundred images
             overfits its response scale while validation correlation, which
-            ignores scale, still creeps up (README, transfer learning curve).
+            ignores scale, still creeps up (docs/results.md, transfer learning curve).
         results_path: A JSON file that every finished fit is written to. If it
             exists (from an interrupted run with the same settings), its fits
             are reused instead of refitted; with other settings it raises

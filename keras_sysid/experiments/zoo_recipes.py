@@ -340,7 +340,7 @@ def mouse_v1_sota(entry: str, data_path: str, run_folder: str):
 
 
 # Epochs trained and the epoch limit of the fits behind the mouse V1 entries
-# saved before cards recorded them: README, Table 1 (gaussian: 40 of 40;
+# saved before cards recorded them: docs/results.md, Table 1 (gaussian: 40 of 40;
 # factorized: 60 of 60, --max_epochs 60). Their other settings are today's
 # FitSettings and RIVALS learning rates, the same at the commits that saved them
 # (5a92816, 2f5edd9).

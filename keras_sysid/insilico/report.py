@@ -134,8 +134,13 @@ def digital_twin_report(
             model's default (:func:`~keras_sysid.insilico.most_exciting_inputs`).
         pixel_range: ``(low, high)`` for MEIs and gratings; default the natural
             images' range when given.
-        mei_steps, blur_sigma, jitter: MEI settings.
-        orientations, spatial_frequencies, phases: Grating settings.
+        mei_steps: MEI setting: most gradient steps
+            (``steps`` of :func:`~keras_sysid.insilico.most_exciting_inputs`).
+        blur_sigma: MEI setting: Gaussian blur (pixels) of each gradient.
+        jitter: MEI setting: largest random shift (pixels) at each step.
+        orientations: Grating setting: the number of orientations.
+        spatial_frequencies: Grating setting: cycles per pixel.
+        phases: Grating setting: the number of phases.
         grating_radius: ``None``: full-field gratings; else masked, of this
             radius (pixels) around each neuron's RF centre.
         batch_size: Images per step.

@@ -33,8 +33,11 @@ class CortexGaussianReadout(GaussianReadout):
         hidden_units: Widths of the MLP's hidden layers.
         activation: Their nonlinearity; the output layer is ``tanh``, so
             positions stay in ``[-1, 1]``.
-        l1, init_sigma, features_initializer, bias_initializer, seed: As
-            :class:`GaussianReadout`.
+        l1: As :class:`GaussianReadout`.
+        init_sigma: As :class:`GaussianReadout`.
+        features_initializer: As :class:`GaussianReadout`.
+        bias_initializer: As :class:`GaussianReadout`.
+        seed: As :class:`GaussianReadout`.
 
     Input shape:
         ``(batch, height, width, channels)`` feature maps.

@@ -35,8 +35,10 @@ def fit_model(spec: dict, recording: Recording, settings: FitSettings, name: str
         spec: A model spec (:attr:`~keras_sysid.recipes.Recipe.model`).
         recording: A :class:`~keras_sysid.data.Recording` with train and validation tiers.
         settings: Fit settings (the spec's ``learning_rate`` over theirs).
-        backup_dir, key: Resumable backups and their key (:func:`~keras_sysid.training.fit_with_schedule`).
-        callbacks, jit_compile: As :func:`~keras_sysid.training.fit_with_schedule`.
+        backup_dir: Folder of resumable backups (:func:`~keras_sysid.training.fit_with_schedule`).
+        key: The backups' key (``fingerprint`` of :func:`~keras_sysid.training.fit_with_schedule`).
+        callbacks: As :func:`~keras_sysid.training.fit_with_schedule`.
+        jit_compile: As :func:`~keras_sysid.training.fit_with_schedule`.
 
     Returns:
         ``(model, info)``: ``info`` has ``epochs``, ``seconds`` (this call),

@@ -160,7 +160,10 @@ def fit_synthetic(config: SyntheticRunConfig, out=None, verbose: int = 1, callba
             gets ``model.keras``, ``results.json`` and ``backup/``. Under a
             multi-worker strategy only the chief writes it; every other worker
             keeps its own backups in ``backup/worker<i>``.
-        verbose, callbacks, strategy, jit_compile: As :func:`run_synthetic`.
+        verbose: As :func:`run_synthetic`.
+        callbacks: As :func:`run_synthetic`.
+        strategy: As :func:`run_synthetic`.
+        jit_compile: As :func:`run_synthetic`.
         log: Where progress lines go.
 
     Returns:
