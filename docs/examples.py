@@ -45,7 +45,8 @@ RUN_LANGUAGES = ("python", "bash")
 MOUSE_V1_FILE = "static20457-5-9-preproc0.zip"
 _FENCE = re.compile(r"^```([\w-]*)\s*$")
 _MARKER = re.compile(r"^<!--\s*test:\s*(\w+)\s*(.*?)\s*-->\s*$")
-_HEX = re.compile(r"\b[0-9a-f]{16,}\b")  # fingerprints and keys: one token, not a run of numbers
+# Fingerprints and keys (hex digests): one token, not a run of numbers; a float's digits are not one.
+_HEX = re.compile(r"(?<![\w.])(?=[0-9a-f]*[a-f])[0-9a-f]{16,}\b")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 

@@ -95,7 +95,12 @@ def run(command: str, argv: list[str]) -> None:
     for name in HELP_FLAGS:
         if name in flags.FLAGS:
             flags.FLAGS[name].parse = _exiting_zero(flags.FLAGS[name].parse)
-    app.run(module.main, argv=sys.argv)
+    try:
+        app.run(module.main, argv=sys.argv)
+    except BrokenPipeError:
+        # The reader of stdout went away (keras-sysid zoo show NAME | head): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + 13)  # the status of a process ended by SIGPIPE
 
 
 def _exiting_zero(parse):

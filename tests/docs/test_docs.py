@@ -93,3 +93,10 @@ def test_every_command_help_links_to_its_docs_page():
     done = subprocess.run([sys.executable, "-m", "keras_sysid_launcher", "export", "--help"], cwd=ROOT,
                           capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert done.returncode == 0 and f"Documentation: {main.DOCS_URL}serving/" in done.stdout, done.stdout[-2000:]
+
+
+def test_fingerprints_are_one_token_and_decimals_are_numbers():
+    shown = '{"feve": 0.05302165435553735, "data": "88268afd4db026ebe5ac0e36e70fdcf7284ea419aee71ab28e429034f77d8809"}'
+    printed = '{"feve": 0.5621810032544816, "data": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}'
+    assert examples.output_matches(shown, printed, compare_numbers=False)
+    assert not examples.output_matches(shown, printed, compare_numbers=True)
