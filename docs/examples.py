@@ -162,6 +162,7 @@ def needs_mouse_v1(blocks: list[Block]) -> bool:
 
 
 def mouse_v1_available() -> bool:
+    """Whether the mouse V1 recording can be linked into a working folder here."""
     with tempfile.TemporaryDirectory() as folder:
         _link_data(folder)
         return os.path.exists(os.path.join(folder, MOUSE_V1_FILE))

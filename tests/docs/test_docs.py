@@ -38,6 +38,9 @@ def test_every_block_runs_or_says_why_it_does_not():
     """Each page's Python and bash blocks run, or carry a reason; quick settings occur in their blocks."""
     skipped = []
     for page in examples.pages():
+        with open(page, encoding="utf-8") as file:
+            indented = re.search(r"^[ \t]+```", file.read(), re.MULTILINE)
+        assert indented is None, f"{page}: an indented fence (inside a list) is neither run nor checked"
         for block in examples.parse(page):
             if block.language in examples.RUN_LANGUAGES:
                 block.code_to_run(quick=True)  # raises if a replacement does not occur
