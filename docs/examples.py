@@ -146,26 +146,16 @@ def _apply(block: Block, kind: str, argument: str, where: str) -> None:
         raise ExampleError(f"{where}: unknown test marker {kind!r} (skip, quick, replace, output).")
 
 
-def _link_data(workdir: str) -> None:
-    """Links the mouse V1 recording into the working folder under its published name, where it exists."""
+def mouse_v1_path() -> str | None:
+    """The mouse V1 recording (``$KERAS_SYSID_MOUSE_V1``, else ``../shared/data/...``), or ``None`` if absent."""
     candidates = [os.environ.get("KERAS_SYSID_MOUSE_V1", ""),
                   os.path.join(ROOT, "..", "shared", "data", "mouse_v1_lurz2021", MOUSE_V1_FILE)]
-    for candidate in candidates:
-        if candidate and os.path.exists(candidate):
-            os.symlink(os.path.abspath(candidate), os.path.join(workdir, MOUSE_V1_FILE))
-            return
+    return next((os.path.abspath(path) for path in candidates if path and os.path.exists(path)), None)
 
 
 def needs_mouse_v1(blocks: list[Block]) -> bool:
     """Whether a page's run blocks read the mouse V1 recording."""
     return any(block.runs and MOUSE_V1_FILE in block.code for block in blocks)
-
-
-def mouse_v1_available() -> bool:
-    """Whether the mouse V1 recording can be linked into a working folder here."""
-    with tempfile.TemporaryDirectory() as folder:
-        _link_data(folder)
-        return os.path.exists(os.path.join(folder, MOUSE_V1_FILE))
 
 
 def _run_python(code: str, namespace: dict, where: str) -> str:
@@ -209,7 +199,9 @@ class _Tee(io.TextIOBase):
 def run_page(page: str, workdir: str, quick: bool = True) -> list[tuple[Block, str]]:
     """Runs the page's blocks in ``workdir``; returns each run block with what it printed on stdout."""
     blocks = parse(page)
-    _link_data(workdir)
+    recording = mouse_v1_path()
+    if recording is not None:  # under its published name, as the pages read it
+        os.symlink(recording, os.path.join(workdir, MOUSE_V1_FILE))
     namespace = {"__name__": "__docs_example__"}
     ran = []
     previous = os.getcwd()

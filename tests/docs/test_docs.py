@@ -26,7 +26,7 @@ PAGES = [page for page in examples.pages() if any(block.runs for block in exampl
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: os.path.relpath(page, ROOT))
 def test_every_example_runs_and_prints_what_its_page_shows(page):
     blocks = examples.parse(page)
-    if examples.needs_mouse_v1(blocks) and not examples.mouse_v1_available():
+    if examples.needs_mouse_v1(blocks) and examples.mouse_v1_path() is None:
         pytest.skip(f"the mouse V1 recording is not here (set KERAS_SYSID_MOUSE_V1 to {examples.MOUSE_V1_FILE})")
     done = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "examples.py"), page], cwd=ROOT,
                           capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
