@@ -47,6 +47,7 @@ _SUBMODULES = (
     "data", "devices", "distribute", "evaluation", "experiments", "export", "insilico", "models", "multisession",
     "normalization", "plots", "positions", "inference_forms", "recipes", "runs", "simulators", "training", "transfer",
     "trial_variability", "zoo", "ensemble", "registry", "cloning", "validation", "resume", "atomic_files",
+    "consistency", "clustering", "information_gain",
 )
 # Names resolved on first use: name -> (module, attribute).
 _LAZY_NAMES = {

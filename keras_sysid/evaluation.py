@@ -11,6 +11,11 @@ All scores are per neuron first, then averaged over neurons:
 - ``frac_oracle``: slope of ``corr_single`` against the jackknife oracle
   correlation across neurons, fitted through the origin (Lurz et al. 2021's
   "fraction of oracle").
+- ``info_gain`` (when the train and validation tiers are at hand): normalized
+  information gain against a Bayesian oracle, of the population (see
+  :mod:`keras_sysid.information_gain`).
+
+Exact definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_sysid import metrics
+from keras_sysid import information_gain, metrics
 
 
 @dataclasses.dataclass
@@ -32,6 +37,7 @@ class RepeatScores:
     oracle: np.ndarray
     n_trials: int
     n_images: int
+    information: information_gain.InformationGain | None = None
 
     def summary(self) -> dict:
         """Averages over neurons, as plain floats and ints (JSON-ready)."""
@@ -45,6 +51,7 @@ class RepeatScores:
             "n_neurons": int(self.corr_single.shape[0]),
             "n_trials": int(self.n_trials),
             "n_images": int(self.n_images),
+            **({} if self.information is None else {"info_gain": self.information.population()}),
         }
 
 
@@ -94,7 +101,8 @@ def score_repeats(responses, predictions, groups) -> RepeatScores:
     )
 
 
-def evaluate_model(model, data, tier: str = "test", batch_size: int = 256, verbose: int = 0) -> RepeatScores:
+def evaluate_model(model, data, tier: str = "test", batch_size: int = 256, verbose: int = 0,
+                   info_gain: bool = False) -> RepeatScores:
     """Predicts ``tier`` of a :class:`~keras_sysid.data.Recording` and scores it.
 
     Args:
@@ -107,12 +115,50 @@ def evaluate_model(model, data, tier: str = "test", batch_size: int = 256, verbo
         tier: Tier with repeated presentations (default ``"test"``).
         batch_size: Prediction batch size.
         verbose: Keras' progress bar for the predictions (1) or silence (0).
+        info_gain: Also score the normalized information gain
+            (:func:`information_gain_of`), which needs the train and
+            validation tiers and predicts the validation tier.
 
     Raises:
         ValueError: before predicting, when the neuron counts differ or the
-            tier has no repeated image.
+            tier has no repeated image; with ``info_gain``, when the data lack
+            a train or validation tier.
     """
-    return score_repeats(*predict_tier(model, data, tier, batch_size, verbose))
+    responses, predictions, groups = predict_tier(model, data, tier, batch_size, verbose)
+    scores = score_repeats(responses, predictions, groups)
+    if info_gain:
+        scores.information = information_gain_of(model, data, responses, predictions, groups, batch_size)
+    return scores
+
+
+def information_gain_of(model, data, responses, predictions, groups,
+                        batch_size: int = 256) -> information_gain.InformationGain:
+    """Normalized information gain of ``model``'s predictions of a tier of ``data`` (from :func:`predict_tier`).
+
+    The null is fitted to the train tier's responses, the spread around the
+    model's mean to its predictions of the validation tier
+    (:func:`keras_sysid.information_gain.information_gain`).
+
+    Args:
+        model: The model that made ``predictions``.
+        data: A :class:`~keras_sysid.data.Recording` with train and validation tiers.
+        responses: ``(trials, N)`` the scored tier's responses.
+        predictions: ``(trials, N)`` the model's predictions of them.
+        groups: One array of positions into them per image.
+        batch_size: Prediction batch size (validation tier).
+
+    Raises:
+        ValueError: when ``data`` lacks a train or validation tier.
+    """
+    missing = [tier for tier in ("train", "validation") if not np.any(np.asarray(data.tiers) == tier)]
+    if missing:
+        raise ValueError(f"the information gain needs the train and validation tiers of {data.name!r}, which has no "
+                         f"{' or '.join(missing)} trials.")
+    validation_inputs = data.model_inputs("validation", getattr(model, "input_names", ("images",)))
+    validation_predictions = model.predict(validation_inputs, batch_size=batch_size, verbose=0)
+    return information_gain.information_gain(
+        responses, predictions, groups, data.responses[data.indices("train")],
+        (data.responses[data.indices("validation")], validation_predictions))
 
 
 def predict_tier(model, data, tier: str = "test", batch_size: int = 256,

@@ -298,7 +298,7 @@ class SystemIdentificationModel(validation.CheckedArraysMixin, keras.Model):
 
     # -- science helpers ------------------------------------------------------
 
-    def adapt(self, images, responses=None, behavior=None, pupil_center=None) -> "SystemIdentificationModel":
+    def adapt(self, images, responses=None, behavior=None, pupil_center=None, neurons=None) -> "SystemIdentificationModel":
         """Learns the model's normalisation from training data (as Keras' preprocessing layers ``adapt``).
 
         Sets the image mean and std used to standardise the input; with
@@ -306,9 +306,8 @@ class SystemIdentificationModel(validation.CheckedArraysMixin, keras.Model):
         (:func:`keras_sysid.normalization.response_scale`, so the loss weighs
         neurons alike and predictions come out in the data's units) and the
         readout bias, so the untrained model predicts every neuron's mean
-        response; with ``behavior`` / ``pupil_center``, the statistics that
-        standardise them (for a model that takes them). Call it before
-        compiling and fitting, on the training split only.
+        response; with ``behavior`` / ``pupil_center``, their statistics; last,
+        the readout's ``setup_from_data``. Call it on the training split only.
 
         Args:
             images: ``(T, *image_shape)`` training images, in any units, or
@@ -316,14 +315,14 @@ class SystemIdentificationModel(validation.CheckedArraysMixin, keras.Model):
             responses: ``(T, n_neurons)`` training responses, in the data's units.
             behavior: ``(T, n_behavior)``, for a model with behaviour inputs.
             pupil_center: ``(T, n_pupil)``, for a model with a shifter.
+            neurons: The neurons' metadata ``{key: (N, ...)}``, for a readout that reads it.
 
         Returns:
             The model itself.
 
         Raises:
-            ValueError: bad arrays (shape, trial or neuron count, NaN/inf,
-                constant images, responses a Poisson loss cannot model), or
-                state the model does not take.
+            ValueError: bad arrays (shape, trial or neuron count, NaN/inf, constant
+                images, responses a Poisson loss cannot model), or state it does not take.
 
         Example:
             >>> model = ks.build_model(n_neurons=y.shape[1], image_shape=x.shape[1:]).adapt(x, y)
@@ -358,6 +357,7 @@ class SystemIdentificationModel(validation.CheckedArraysMixin, keras.Model):
             self.set_mean_responses(responses.mean(axis=0, dtype="float64"))
         # Compiled steps hold the old statistics as constants: trace them again.
         self.train_function = self.test_function = self.predict_function = None
+        self.readout.setup_from_data(readouts.NeuronEvidence.of(self, images, responses, neurons, behavior))
         return self
 
     def set_mean_responses(self, mean_responses) -> None:

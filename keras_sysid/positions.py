@@ -124,6 +124,71 @@ def envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing: flo
     return peak_positions(_gaussian_blur(first_order + second_order, smoothing))
 
 
+def shrunk_envelope_positions(images: np.ndarray, responses: np.ndarray, smoothing: float = 2.0,
+                              seed: int = 0) -> np.ndarray:
+    """:func:`envelope_positions`, each shrunk towards the population's centre by how noisy it is.
+
+    With few or noisy trials the envelope of a neuron without a clear
+    receptive field peaks anywhere, and a readout started there is worse off
+    than at the population's centre; a clear cell's envelope is where it is.
+    Empirical Bayes, per axis: each neuron's estimate ``x`` has a noise
+    variance ``v`` measured from two random halves of the trials (``(a -
+    b)**2 / 4``, the variance of the mean of two halves), the true positions
+    a spread ``s2 = var(x) - mean(v)`` around their median ``m``, and the
+    start is the posterior mean ``m + s2 / (s2 + v) * (x - m)``. On recordings
+    whose cells fill the image (``s2`` large) the estimates stand; on
+    recordings whose cells cluster and whose estimates are noisy (mouse V1)
+    most neurons start near the cluster.
+
+    Args:
+        images: ``(T, H, W)`` or ``(T, H, W, 1)``.
+        responses: ``(T, N)``.
+        smoothing: Blur width in pixels.
+        seed: Seed of the split into halves.
+
+    Returns:
+        ``(N, 2)`` (row, column) in pixels.
+    """
+    images, responses = np.asarray(images), np.asarray(responses)
+    order = np.random.default_rng(seed).permutation(len(images))
+    first, second = order[: len(order) // 2], order[len(order) // 2:]
+    estimate = envelope_positions(images, responses, smoothing)
+    noise = np.square(envelope_positions(images[first], responses[first], smoothing)
+                      - envelope_positions(images[second], responses[second], smoothing)) / 4.0
+    centre = np.median(estimate, axis=0)
+    spread = np.maximum(estimate.var(axis=0) - noise.mean(axis=0), 1e-6)
+    return centre + spread / (spread + noise) * (estimate - centre)
+
+
+def locate_neurons(model, images, responses, behavior=None) -> np.ndarray:
+    """Where training responses place each neuron on a model's core grid, before fitting.
+
+    A fresh core's features mean nothing yet, so the data speak through the
+    images: the peak of each neuron's spike-triggered envelope, shrunk
+    towards the population's centre by its noise
+    (:func:`shrunk_envelope_positions`; colour averaged to grey), mapped to
+    the grid with ``model.pixels_to_grid``. A frozen (pretrained) core
+    already computes the cell types' features, so there each neuron goes
+    where a ridge regression on the core's features predicts it best
+    (:func:`feature_regression_positions`), which needs far fewer images.
+
+    Args:
+        model: A :class:`~keras_sysid.models.SystemIdentificationModel`.
+        images: ``(T, *image_shape)`` training images in the data's units.
+        responses: ``(T, N)`` their responses.
+        behavior: ``(T, n_behavior)``, for a core that takes behaviour channels.
+
+    Returns:
+        ``(N, 2)`` (row, column) grid positions, inside the grid.
+    """
+    if model.core.weights and not model.core.trainable:
+        on_grid, _ = feature_regression_positions(model.feature_maps(images, behavior=behavior), responses)
+        return np.clip(on_grid, 0.0, np.asarray(model.grid_shape) - 1.0)
+    grey = np.asarray(images, dtype="float32")
+    grey = grey.mean(axis=-1) if grey.ndim == 4 else grey
+    return model.pixels_to_grid(shrunk_envelope_positions(grey, responses))
+
+
 def feature_regression_positions(
     feature_maps: np.ndarray, responses: np.ndarray, ridge: float = 1.0, max_elements: int = 2**25, verbose: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:

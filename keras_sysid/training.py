@@ -12,7 +12,7 @@ from keras_sysid import validation
 from keras_sysid.data.pipeline import EpochStream
 from keras_sysid.devices import preferred_jit_compile
 from keras_sysid.distribute import multi_worker_safe
-from keras_sysid.losses import PoissonLoss
+from keras_sysid.losses import PoissonLoss, is_poisson_type
 from keras_sysid.metrics import PearsonCorrelation
 from keras_sysid.resume import TrainingBackup
 
@@ -111,18 +111,46 @@ class EarlyStoppingWithDecay(keras.callbacks.Callback):
         self.best_weights = best_weights
 
 
-def compile_model(model: keras.Model, learning_rate: float = 1e-3, jit_compile=None) -> keras.Model:
-    """Compiles with Adam, :class:`PoissonLoss` and a :class:`PearsonCorrelation` metric.
+def stop_reason(history, max_epochs: int) -> str:
+    """Why a fit ended: ``"early_stopping"`` (validation plateaued), ``"epoch_cap"`` or ``"not_finite"`` (a NaN).
+
+    Args:
+        history: The Keras ``History`` of :func:`fit_with_schedule` (resumed runs included).
+        max_epochs: The fit's epoch cap.
+    """
+    if len(history.epoch) >= max_epochs:
+        return "epoch_cap"
+    last = [values[-1] for values in history.history.values() if len(values)]
+    return "early_stopping" if np.all(np.isfinite(last)) else "not_finite"
+
+
+def stopping_line(results: dict) -> str:
+    """One line for a fit's log saying how it ended (``results``: ``stop_reason``, ``epochs``, maybe ``best_epoch``)."""
+    best = f" (best epoch {results['best_epoch']})" if results.get("best_epoch") else ""
+    if results.get("stop_reason") == "epoch_cap":
+        return (f"stopped at the epoch cap, {results['epochs']} epochs{best}: the validation tier may still improve; "
+                "a larger --max_epochs on the same run folder goes on")
+    if results.get("stop_reason") == "not_finite":
+        return f"stopped at epoch {results['epochs']}: the loss or a metric was not finite (NaN or inf)"
+    return f"stopped early at epoch {results['epochs']}{best}: the validation tier stopped improving"
+
+
+def compile_model(model: keras.Model, learning_rate: float = 1e-3, jit_compile=None, loss=None) -> keras.Model:
+    """Compiles with Adam, ``loss`` and a :class:`PearsonCorrelation` metric.
 
     ``jit_compile``: ``True``/``False``/``"auto"`` (Keras' choice), or ``None``
     for the measured fastest on this device kind
-    (:func:`~keras_sysid.devices.preferred_jit_compile`).
+    (:func:`~keras_sysid.devices.preferred_jit_compile`). ``loss``: a Keras
+    loss of ``(batch, N)`` responses and predicted means; ``None`` for
+    :class:`PoissonLoss` (e.g.
+    :class:`~keras_sysid.losses.ZeroInflatedGammaLoss` for calcium responses).
     """
     if jit_compile is None:
         jit_compile = preferred_jit_compile()
+    _check_loss(model, loss)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=PoissonLoss(),
+        loss=PoissonLoss() if loss is None else loss,
         metrics=[PearsonCorrelation(model.n_neurons)],
         jit_compile=jit_compile,
     )
@@ -145,6 +173,7 @@ def fit_with_schedule(
     jit_compile=None,
     batch_size: int = 64,
     seed: int = 0,
+    loss=None,
 ):
     """Compiles ``model`` and fits it with the paper's schedule.
 
@@ -186,22 +215,25 @@ def fit_with_schedule(
             (the fastest measured on this device kind, see :mod:`keras_sysid.devices`).
         batch_size: Batch size when ``train_data`` is arrays.
         seed: Shuffle seed when ``train_data`` is arrays.
+        loss: As :func:`compile_model` (default :class:`PoissonLoss`).
 
     Raises:
         ValueError: before any training, for arrays or streams whose shapes,
             neuron count or values do not fit the model (see
             :mod:`keras_sysid.validation`), including responses a Poisson loss
-            cannot model.
+            cannot model, or a loss for another neuron count.
 
     Returns:
         The Keras ``History``; ``len(history.epoch)`` is the number of epochs
         run (earlier, resumed runs included).
     """
-    train_data = _checked_training_data(model, train_data, "training", batch_size, seed)
-    validation_data = _checked_training_data(model, validation_data, "validation", batch_size, seed)
+    _check_loss(model, loss)
+    poisson = loss is None or is_poisson_type(loss)
+    train_data = _checked_training_data(model, train_data, "training", batch_size, seed, poisson)
+    validation_data = _checked_training_data(model, validation_data, "validation", batch_size, seed, poisson)
     if isinstance(validation_data, EpochStream):
         validation_data = (validation_data.images, validation_data.responses)
-    compile_model(model, learning_rate, jit_compile=jit_compile)
+    compile_model(model, learning_rate, jit_compile=jit_compile, loss=loss)
     schedule = EarlyStoppingWithDecay(
         monitor=monitor, patience=patience, n_decays=n_decays, verbose=verbose,
         mode="max" if monitor.endswith("correlation") else "min",
@@ -229,7 +261,9 @@ def fit_with_schedule(
     if backup_dir is not None and fingerprint is None:
         fingerprint = automatic_key(model, {"train": train_data, "validation": validation_data},
                                     {"learning_rate": learning_rate, "patience": patience, "n_decays": n_decays,
-                                     "monitor": monitor, "batch_size": batch_size, "seed": seed})
+                                     "monitor": monitor, "batch_size": batch_size, "seed": seed,
+                                     # Only another loss enters the key, so Poisson runs keep theirs.
+                                     **({} if loss is None else {"loss": keras.saving.serialize_keras_object(loss)})})
     return _fit_resumably(model, run_fit, callbacks, len(callbacks), schedule, backup_dir, fingerprint, verbose,
                           max_epochs)
 
@@ -309,7 +343,15 @@ def _fit_resumably(model, run_fit, callbacks: list, backup_position: int, schedu
     return _history_of(model, backup.logs())
 
 
-def _checked_training_data(model, data, what: str, batch_size: int, seed: int):
+def _check_loss(model, loss) -> None:
+    """Refuses a loss with per-neuron parameters for another neuron count than the model's."""
+    n_loss, n_model = getattr(loss, "n_neurons", None), getattr(model, "n_neurons", None)
+    if n_loss is not None and n_model is not None and int(n_loss) != int(n_model):
+        raise ValueError(f"the loss {type(loss).__name__} has parameters for {n_loss} neurons but the model "
+                         f"predicts {n_model}: fit it to this model's training responses.")
+
+
+def _checked_training_data(model, data, what: str, batch_size: int, seed: int, poisson: bool = True):
     """``data`` with arrays as an :class:`EpochStream`; arrays and streams checked against ``model`` first."""
     checked = False
     if isinstance(data, (tuple, list)) and len(data) == 2:
@@ -323,8 +365,8 @@ def _checked_training_data(model, data, what: str, batch_size: int, seed: int):
     if isinstance(data, EpochStream):
         if hasattr(model, "_check_arrays") and not checked:
             model._check_arrays(data.images, data.responses, what)
-        # fit_with_schedule always trains with the Poisson loss.
-        validation.check_poisson_targets(data.responses, f"{what} responses")
+        if poisson:  # Other losses (zero-inflated gamma) judge their own targets.
+            validation.check_poisson_targets(data.responses, f"{what} responses")
     elif data is not None and hasattr(model, "input_shapes"):
         validation.check_element_spec(data, model.input_shapes(), model.n_neurons, what)
     return data

@@ -31,6 +31,11 @@ def _model(readout="factorized", core=None, seed=0):
     )
 
 
+def _cortex(grid_positions):
+    """Cortical coordinates that map linearly onto grid positions (retinotopy), for a readout that reads them."""
+    return grid_positions @ np.array([[3.0, 1.0], [-2.0, 0.5]]) + 100.0
+
+
 def _weight_counts(layer):
     seed_generators = sum(len(getattr(sublayer, "_seed_generators", [])) for sublayer in layer._flatten_layers())
     return len(layer.trainable_weights), len(layer.non_trainable_weights), seed_generators
@@ -140,6 +145,8 @@ def test_readout_positions_placement_and_flops_keep_the_contract(name):
         assert weights.shape == (3, _N_NEURONS) and np.all(weights >= 0)
     target = np.column_stack([np.linspace(1.0, model.grid_shape[0] - 2.0, _N_NEURONS),
                               np.linspace(2.0, model.grid_shape[1] - 2.0, _N_NEURONS)[::-1]])
+    # The neurons' metadata first, for a readout whose positions follow it (cortical coordinates).
+    readout.setup_from_data(ks.readouts.NeuronEvidence(neurons={"cell_motor_coordinates": _cortex(target)}))
     try:
         readout.place_at(target)
     except NotImplementedError as error:
@@ -151,6 +158,31 @@ def test_readout_positions_placement_and_flops_keep_the_contract(name):
         readout.place_at(target[:-1])
     with pytest.raises(ValueError, match="NaN"):
         readout.place_at(np.full_like(target, np.nan))
+
+
+@pytest.mark.parametrize("name", _READOUTS)
+def test_readout_sets_itself_up_from_data_through_the_hook(name):
+    model = _model(name)
+    readout = model.readout
+    images = _images()
+    expected = model.predict(images, verbose=0)
+    target = np.column_stack([np.linspace(1.0, model.grid_shape[0] - 2.0, _N_NEURONS),
+                              np.linspace(2.0, model.grid_shape[1] - 2.0, _N_NEURONS)[::-1]])
+    asked = []
+
+    def locate():
+        asked.append(True)
+        return target
+
+    readout.setup_from_data(ks.readouts.NeuronEvidence(neurons={"cell_motor_coordinates": _cortex(target)},
+                                                       locate=locate))
+    if getattr(readout, "start_from_data", False):
+        # Started where the data place each neuron.
+        np.testing.assert_allclose(readout.rf_positions(), target, atol=0.51)
+    else:
+        # The data's positions are estimated only for a readout that asks for them.
+        assert not asked
+        np.testing.assert_array_equal(model.predict(images, verbose=0), expected)
 
 
 # -- cores ----------------------------------------------------------------------

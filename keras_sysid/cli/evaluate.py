@@ -3,10 +3,41 @@ r"""Score a fitted model: on the test tier of a recording, or against a syntheti
 With ``--data`` (a ``static*-preproc0`` zip or folder, or an NWB file),
 prints its progress (reading, predicting), then, as its last line, one JSON
 object with ``corr_single``, ``corr_avg``, ``feve``, ``frac_oracle``,
-``oracle``, ``n_neurons``, ``n_trials`` and ``n_images`` (see
+``oracle``, ``n_neurons``, ``n_trials``, ``n_images`` and ``info_gain`` (see
 ``keras_sysid.evaluation``), and, for a model that takes the animal's state,
 ``trial_corr`` (how well it predicts the differences between repeats of one
 image; ``keras_sysid.trial_variability``).
+
+The scores, per neuron, then summarised over neurons. Image i of the tier
+was shown R_i times; y[i,r] is a trial's response, p[i,r] the model's
+prediction of it, ybar[i] and pbar[i] their means over the repeats:
+
+  corr_single  mean over neurons of corr(y[i,r], p[i,r]) over all trials.
+  corr_avg     mean over neurons of corr(ybar[i], pbar[i]) over images.
+  feve         1 - (MSE - noise_var) / (total_var - noise_var), with MSE the
+               mean of (y[i,r] - pbar[i])^2, noise_var the mean over images
+               of the variance across repeats, total_var the variance over
+               trials; the mean over neurons with explainable variance.
+  oracle       mean over neurons of the leave-one-out oracle correlation:
+               corr(y[i,r], mean of the image's other repeats).
+  frac_oracle  sum(corr_single_n * oracle_n) / sum(oracle_n^2) over neurons:
+               the slope of single-trial correlation against the oracle's.
+               A model of the animal's state can exceed 1: the oracle
+               predicts a trial from the other repeats of its image only,
+               while a state model also sees this trial's behaviour, which
+               explains part of what the oracle counts as noise.
+  info_gain    normalized information gain against a Bayesian oracle
+               (Lurz, Bashiri et al. 2023): sum(LL_model - LL_null) /
+               sum(LL_oracle - LL_null) over neurons, LL a neuron's mean log
+               density of the trials under a zero-inflated gamma: the null
+               fitted to the train tier; the model's with the prediction as
+               its mean, its spread fitted on the validation tier; the oracle
+               the posterior predictive given the image's other repeats, its
+               prior fitted over images (empirical Bayes). 0 is the null, 1
+               the oracle; left out without train and validation tiers or
+               for --tier validation (keras_sysid.information_gain).
+
+Definitions with their reasons: the "Scores and metrics" page of the docs.
 
 Without ``--data``, the model must be a synthetic zoo entry (a name or a
 zoo-format folder): its population is simulated again (seeded, so the same
@@ -39,6 +70,21 @@ Examples:
   # Another tier with repeats, and per-neuron scores saved.
   keras-sysid evaluate --model model.keras --data static-folder/ \
       --tier validation --per_neuron scores.npz
+
+With --seeds (instead of --model), it compares fits of the same neurons,
+e.g. from different seeds (keras_sysid.consistency): for each pair, the
+Pearson correlation across neurons of the receptive-field positions' row and
+column (rf_positions, image pixels) and their median distance in pixels; and
+the adjusted Rand index between the two fits' k-means clusterings of the
+neurons' unit-length readout feature vectors, at each --n_clusters k (feature
+spaces of different fits are not aligned, so partitions are compared, not
+vectors). The last line gives each as mean and sd over the pairs, with chance
+levels (shuffled neurons) and the ARI of one fit clustered from two k-means
+seeds (the ceiling).
+
+  # The five members of the mouse V1 ensemble; or run folders, .keras files, zoo names.
+  keras-sysid evaluate --seeds mouse_v1_ensemble
+  keras-sysid evaluate --seeds runs/fit/seed0,runs/fit/seed1,runs/fit/seed2 --n_clusters 5,10
 """
 
 import json
@@ -51,7 +97,7 @@ import numpy as np
 from absl import flags
 
 from keras_sysid import atomic_files, evaluation, inference_forms, metrics, trial_variability, zoo
-from keras_sysid.cli import _backend, _recordings
+from keras_sysid.cli import _backend, _recordings, _seeds
 from keras_sysid.cli._recordings import load_recording, nwb_options
 from keras_sysid.data.recording import KNOWN_TIERS, RecordingError
 from keras_sysid.multisession import MultiSessionModel, session_name_for
@@ -59,7 +105,8 @@ from keras_sysid.multisession import MultiSessionModel, session_name_for
 # Its documentation page, linked from --help (keras_sysid.cli.main.docs_link).
 DOCS_PAGE = "your-data/"
 
-_MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.", required=True)
+# Not required by absl: --seeds compares several fits instead (checked in main).
+_MODEL = flags.DEFINE_string("model", None, "A .keras file, a zoo name or a zoo-format folder.")
 _DATA = flags.DEFINE_string(
     "data", None,
     "A static*-preproc0 zip file or folder, or an .nwb file. Leave out for a synthetic zoo entry (scored against "
@@ -74,6 +121,7 @@ _SESSION = flags.DEFINE_string(
 )
 
 flags.adopt_module_key_flags(_recordings)  # --help lists the --nwb_* flags
+flags.adopt_module_key_flags(_seeds)  # and --seeds, --n_clusters
 
 GROUNDTRUTH_METRIC = "max_abs_error_vs_numpy_truth"
 
@@ -160,6 +208,12 @@ def check_fits(model, data, session: str | None = None) -> None:
 def main(argv):
     del argv
     _backend.check()
+    if _seeds.given():  # Comparing fits with each other (keras_sysid.consistency), not scoring one.
+        _seeds.main({"model": _MODEL.value, "data": _DATA.value, "per_neuron": _PER_NEURON.value,
+                     "session": _SESSION.value})
+        return
+    if _MODEL.value is None:
+        sys.exit("error: --model is needed (or --seeds, to compare several fits of the same neurons).")
     if _DATA.value is None:
         try:
             if _TIER.value != "test" or _PER_NEURON.value:
@@ -182,7 +236,9 @@ def main(argv):
     try:
         started = time.perf_counter()
         print(f"reading {_DATA.value} ...", flush=True)
-        data = load_recording(_DATA.value, tiers=[_TIER.value], nwb_options=nwb_options())
+        # The information gain fits its null to the train tier and the model's spread to the validation tier.
+        data = load_recording(_DATA.value, tiers=sorted({_TIER.value, "train", "validation"}),
+                              nwb_options=nwb_options())
         print(f"  {data.name}: {len(data.indices(_TIER.value))} {_TIER.value} trials, {data.n_neurons} neurons "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
         chosen = _recordings.describe(data)
@@ -197,6 +253,13 @@ def main(argv):
         responses, predictions, groups = evaluation.predict_tier(model, data, _TIER.value, _BATCH_SIZE.value,
                                                                  verbose=2)
         scores = evaluation.score_repeats(responses, predictions, groups)
+        present = set(np.asarray(data.tiers).tolist())
+        if _TIER.value not in ("train", "validation") and {"train", "validation"} <= present:
+            scores.information = evaluation.information_gain_of(model, data, responses, predictions, groups,
+                                                                _BATCH_SIZE.value)
+        else:  # Scoring a tier the spread is fitted on, or without a null, would flatter the model.
+            print(f"no info_gain: it needs train and validation tiers besides the scored {_TIER.value!r} tier "
+                  f"(tiers present: {sorted(present)}).", flush=True)
         # A model of the animal's state can predict how repeats of one image differ; an image-only one cannot.
         trial_corr = (trial_variability.model_trial_correlation(responses, predictions, groups)
                       if getattr(model, "takes_state", False) else None)
@@ -205,6 +268,8 @@ def main(argv):
     per_neuron = {"corr_single": scores.corr_single, "corr_avg": scores.corr_avg, "feve": scores.feve,
                   "oracle": scores.oracle}
     summary = scores.summary()
+    if scores.information is not None:
+        per_neuron["info_gain"] = scores.information.per_neuron()
     if trial_corr is not None:
         per_neuron["trial_corr"] = trial_corr
         summary["trial_corr"] = float(np.mean(trial_corr))

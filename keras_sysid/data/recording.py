@@ -350,10 +350,11 @@ class Recording:
 
 
     def epoch_stream(self, tier: str = "train", batch_size: int = 64, seed: int = 0, response_scale=None,
-                     inputs=("images",)):
+                     inputs=("images",), passes_per_epoch: int = 1):
         """A tier's shuffled batches as an :class:`~keras_sysid.data.pipeline.EpochStream`
         (raw images, or the dict of ``inputs`` as :meth:`model_inputs`;
-        responses divided by ``response_scale`` when given), for
+        responses divided by ``response_scale`` when given; each epoch
+        ``passes_per_epoch`` shuffled passes over the tier), for
         :func:`~keras_sysid.training.fit_with_schedule`: exact resume and distribution.
         """
         from keras_sysid.data.pipeline import EpochStream  # TensorFlow stays at this edge of the module.
@@ -362,7 +363,7 @@ class Recording:
         scale = self._checked_scale(response_scale)
         if scale is not None:
             responses = responses / scale
-        return EpochStream(images, responses, batch_size=batch_size, seed=seed)
+        return EpochStream(images, responses, batch_size=batch_size, seed=seed, passes_per_epoch=passes_per_epoch)
 
 
     def _checked_scale(self, response_scale) -> np.ndarray | None:

@@ -331,9 +331,8 @@ def synthetic_types_key(n_types: int, readout: str, settings: SyntheticTypesSett
 def fit_synthetic_readout(readout: str, population, settings: SyntheticTypesSettings, verbose: int = 2):
     """Fits the paper's 3-layer core with one readout to a synthetic population.
 
-    For ``fixed_mask`` (its preset's ``"placement": "envelope"``), each
-    neuron's location is the peak of its spike-triggered envelope on the
-    training images (:func:`~keras_sysid.positions.envelope_positions`).
+    A readout with positions starts each neuron where the training data
+    place it (:func:`~keras_sysid.positions.locate_neurons`).
 
     Returns:
         ``(model, info)`` with ``fev`` (mean over neurons, noise-free test

@@ -48,8 +48,7 @@ def factorized_variant(spec: dict) -> dict:
     """``spec`` (a variant) with the factorized readout of the rivals and a shifter."""
     factorized = RIVALS["factorized"]
     changed = {key: value for key, value in spec.items() if key != "readout"}
-    changed.update(readout=factorized["readout"], placement=factorized["placement"],
-                   learning_rate=factorized["learning_rate"], shifter=spec.get("shifter", {}))
+    changed.update(readout=factorized["readout"], learning_rate=factorized["learning_rate"], shifter=spec.get("shifter", {}))
     return changed
 
 

@@ -278,7 +278,7 @@ def run_multisession_mouse_v1(data, out: str, variant: str = "gaussian",
         raise ValueError(f"Unknown variant {variant!r}; choose one of {sorted(SOTA_VARIANTS)}.")
     spec = SOTA_VARIANTS[variant]
     spec = RIVALS[spec["rival"]] if "rival" in spec else spec
-    if needs(spec) != ("images",) or spec["readout"]["type"] == "cortex_gaussian" or spec.get("placement"):
+    if needs(spec) != ("images",) or spec["readout"]["type"] == "cortex_gaussian":
         raise ValueError(f"Variant {variant!r} is not a plain image-only model; the split proof takes one such as "
                          "'gaussian' or 'lurz_core'.")
     halves = split_recording(data, seed=settings.seed)

@@ -34,7 +34,7 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import positions, readouts
+from keras_sysid import readouts
 from keras_sysid.experiments.presets import RIVALS, FitSettings
 from keras_sysid.models import build_model
 from keras_sysid.training import fit_with_schedule
@@ -44,10 +44,9 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
     """Builds (does not fit) rival ``name`` for a data set.
 
     Image mean and std come from the data's train tier and live inside the
-    model. A rival whose preset says ``"placement": "envelope"`` (fixed mask,
-    factorized) has each neuron placed (or its mask started) here, at the peak
-    of its spike-triggered envelope on the train tier
-    (:func:`~keras_sysid.positions.envelope_positions`).
+    model. The readout then sets itself up from the train tier
+    (:meth:`~keras_sysid.readouts.Readout.setup_from_data`): a
+    readout with positions starts each neuron where the data place it.
 
     Args:
         name: A key of :data:`RIVALS`.
@@ -79,8 +78,7 @@ def build_rival(name: str, data, seed: int = 0) -> keras.Model:
         mean_responses=(train_responses / scale).mean(axis=0),
         name=name,
     )
-    if spec.get("placement") == "envelope":
-        model.place_neurons(positions.envelope_positions(train_images, train_responses))
+    model.readout.setup_from_data(readouts.NeuronEvidence.of(model, train_images, train_responses, data.neurons))
     return model
 
 

@@ -27,7 +27,7 @@ the contract tests (``tests/test_layer_contracts.py``).
 
 from __future__ import annotations
 
-from keras_sysid.readouts.base import REGISTRY, Readout
+from keras_sysid.readouts.base import REGISTRY, NeuronEvidence, Readout
 from keras_sysid.registry import import_submodules
 
 import_submodules(__name__, __path__)
@@ -51,4 +51,4 @@ def registry() -> dict[str, type]:
 # Each registered class by its own name: ``keras_sysid.readouts.FactorizedReadout``.
 globals().update({cls.__name__: cls for cls in REGISTRY.classes().values()})
 
-__all__ = ["Readout", "get", "registry", *sorted(cls.__name__ for cls in REGISTRY.classes().values())]
+__all__ = ["NeuronEvidence", "Readout", "get", "registry", *sorted(cls.__name__ for cls in REGISTRY.classes().values())]

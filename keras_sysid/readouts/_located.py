@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_sysid.readouts._contraction import masked_readout
-from keras_sysid.readouts.base import Readout, readout_initializer
+from keras_sysid.readouts.base import NeuronEvidence, Readout, readout_initializer
 
 
 class LocatedFeatureReadout(Readout):
@@ -18,19 +18,38 @@ class LocatedFeatureReadout(Readout):
     weights; the drive is ``sum_{hw,c} mask[hw,n] features[c,n] x[b,hw,c]``
     (plus the bias), the penalty ``l1 * sum |features|``.
 
+    With ``start_from_data`` (the default), :meth:`setup_from_data` starts
+    each neuron where the training data place it (:meth:`start_at`): a
+    location found by gradient descent must start within reach of the cell,
+    and a cell far from where a generic start puts it is otherwise never
+    found.
+
     Args:
         n_neurons: Number of neurons ``N``.
         l1: Strength of the L1 penalty on the features.
         features_initializer: Initializer of the ``(C, N)`` features.
         bias_initializer: Initializer of the ``(N,)`` bias.
+        start_from_data: Start each neuron at its position from the data when
+            the model is adapted (``False``: the subclass's own start).
     """
 
-    def __init__(self, n_neurons: int, l1: float, features_initializer, bias_initializer, **kwargs):
+    def __init__(self, n_neurons: int, l1: float, features_initializer, bias_initializer,
+                 start_from_data: bool = True, **kwargs):
         super().__init__(n_neurons, bias_initializer=bias_initializer, **kwargs)
         if l1 < 0:
             raise ValueError(f"{type(self).__name__}: l1 must be >= 0; got {l1}.")
         self.l1 = float(l1)
         self.features_initializer = readout_initializer(features_initializer)
+        self.start_from_data = bool(start_from_data)
+
+    def setup_from_data(self, evidence: NeuronEvidence) -> None:
+        """With ``start_from_data`` and responses, starts each neuron at ``evidence.grid_positions()`` (:meth:`start_at`)."""
+        if self.start_from_data and evidence.locate is not None:
+            self.start_at(evidence.grid_positions())
+
+    def start_at(self, positions) -> None:
+        """Starts each neuron at a grid position ``(N, 2)`` before fitting (default: :meth:`place_at`)."""
+        self.place_at(positions)
 
     def build_location(self, height: int, width: int) -> None:
         """Creates the location weights (before the features, which keeps weight files' order)."""
@@ -67,7 +86,6 @@ class LocatedFeatureReadout(Readout):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"l1": self.l1, "features_initializer": keras.initializers.serialize(self.features_initializer)}
-        )
+        config.update({"l1": self.l1, "features_initializer": keras.initializers.serialize(self.features_initializer),
+                       "start_from_data": self.start_from_data})
         return config

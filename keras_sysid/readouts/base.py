@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+from typing import Callable, ClassVar
 
 import keras
 import numpy as np
@@ -34,6 +35,55 @@ def readout_initializer(identifier):
     return keras.initializers.get(identifier)
 
 
+@dataclasses.dataclass
+class NeuronEvidence:
+    """What the training data say about each neuron: what a readout sets itself up from before fitting.
+
+    ``SystemIdentificationModel.adapt`` makes one (:meth:`of`) and hands it
+    to :meth:`Readout.setup_from_data`. Positions are estimated only when a
+    readout asks for them (readouts without positions cost nothing).
+
+    Attributes:
+        neurons: The neurons' metadata ``{key: (N, ...)}`` (e.g.
+            ``cell_motor_coordinates``, ``roi_centroid``); empty if none was given.
+        locate: Returns ``(N, 2)`` (row, column) positions on the readout's
+            grid where the data place each neuron; ``None`` without responses.
+    """
+
+    neurons: dict = dataclasses.field(default_factory=dict)
+    locate: Callable[[], np.ndarray] | None = None
+    _positions: np.ndarray | None = dataclasses.field(default=None, repr=False)  # the first locate()'s, kept
+
+    @classmethod
+    def of(cls, model, images, responses=None, neurons: dict | None = None, behavior=None) -> "NeuronEvidence":
+        """The evidence of a model's training data, for its readout's :meth:`Readout.setup_from_data`.
+
+        Args:
+            model: A :class:`~keras_sysid.models.SystemIdentificationModel`.
+            images: ``(T, *image_shape)`` training images in the data's units.
+            responses: ``(T, N)`` their responses (``None``: no positions to give).
+            neurons: The neurons' metadata ``{key: (N, ...)}``.
+            behavior: ``(T, n_behavior)``, for a core that takes behaviour channels.
+        """
+        from keras_sysid.positions import locate_neurons
+
+        locate = None if responses is None else (
+            lambda: locate_neurons(model, images, responses, behavior=behavior))
+        return cls(neurons=dict(neurons or {}), locate=locate)
+
+    def grid_positions(self) -> np.ndarray:
+        """``(N, 2)`` (row, column) grid positions from the data, estimated on the first call.
+
+        Raises:
+            ValueError: no responses were given to estimate them from.
+        """
+        if self._positions is None:
+            if self.locate is None:
+                raise ValueError("the neurons' positions need their training responses (adapt(images, responses)).")
+            self._positions = np.asarray(self.locate(), dtype="float64")
+        return self._positions
+
+
 class Readout(keras.layers.Layer):
     """Base class of readouts: the per-neuron *where* (and which features).
 
@@ -53,6 +103,10 @@ class Readout(keras.layers.Layer):
       ``NotImplementedError`` naming the readout.
     - :meth:`place_at` puts (or starts) neurons at given grid positions where
       the readout has positions; otherwise ``NotImplementedError``.
+    - :meth:`setup_from_data` takes, before fitting, what the readout needs
+      from the training data (a :class:`NeuronEvidence`: the neurons'
+      metadata, where the responses place each neuron); the model's
+      ``adapt`` calls it, so no caller checks a readout's type.
     - :meth:`flops_per_image` counts the multiply-adds its math needs.
     - ``get_config`` returns every constructor argument.
 
@@ -115,12 +169,17 @@ class Readout(keras.layers.Layer):
         """FLOPs (2 per multiply-add) of one image's forward pass through the readout."""
         raise NotImplementedError(f"{type(self).__name__} does not count its FLOPs.")
 
-    def setup_from_neurons(self, neurons: dict) -> None:
-        """Sets up, before fitting, what this readout takes from the neurons' metadata (default: nothing).
+    def setup_from_data(self, evidence: NeuronEvidence) -> None:
+        """Sets up, before fitting, what this readout takes from the training data (default: nothing).
 
-        Recipes call it with a recording's ``neurons`` (``{key: (N, ...)}``,
-        e.g. ``cell_motor_coordinates``), so a readout that needs metadata
-        reads it here instead of anyone checking its type.
+        ``SystemIdentificationModel.adapt`` calls it (after building the
+        readout) with the neurons' metadata and a lazy estimate of where the
+        responses place each neuron, so a readout that needs metadata, or
+        starts its positions from the data, does so here instead of anyone
+        checking its type.
+
+        Args:
+            evidence: A :class:`NeuronEvidence`.
 
         Raises:
             ValueError: the metadata it needs is missing or unusable (named).

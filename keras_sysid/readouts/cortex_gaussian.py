@@ -22,9 +22,9 @@ class CortexGaussianReadout(GaussianReadout):
     around ``mu_n`` in training, the spreads ``sigma_n``, the features and the
     L1 penalty are those of :class:`GaussianReadout`.
 
-    Set the coordinates once, before training, with
-    :meth:`set_cortical_coordinates`; they are stored (standardised) in a
-    non-trainable weight, so saved models carry them.
+    The coordinates are set before training by the model's ``adapt(...,
+    neurons=...)`` (or :meth:`set_cortical_coordinates`); they are stored
+    (standardised) in a non-trainable weight, so saved models carry them.
 
     Args:
         n_neurons: Number of neurons ``N``.
@@ -38,6 +38,9 @@ class CortexGaussianReadout(GaussianReadout):
         features_initializer: As :class:`GaussianReadout`.
         bias_initializer: As :class:`GaussianReadout`.
         seed: As :class:`GaussianReadout`.
+        start_from_data: Start each neuron where the training data place it when the model is adapted
+            (:meth:`~keras_sysid.readouts.base.Readout.setup_from_data`); ``False``:
+            the MLP's random start (positions near the grid's centre).
 
     Input shape:
         ``(batch, height, width, channels)`` feature maps.
@@ -54,8 +57,9 @@ class CortexGaussianReadout(GaussianReadout):
     """
 
     type_name = "cortex_gaussian"
-    # The neuron metadata it reads (meta/neurons/cell_motor_coordinates.npy in the published layout).
-    coordinates_key = "cell_motor_coordinates"
+    # The neuron metadata it reads, the first present: the published layout's
+    # meta/neurons/cell_motor_coordinates.npy, or an NWB file's ROI centroids on the imaging plane.
+    coordinates_keys = ("cell_motor_coordinates", "roi_centroid")
 
     def __init__(
         self,
@@ -68,12 +72,13 @@ class CortexGaussianReadout(GaussianReadout):
         features_initializer="truncated_normal_small",
         bias_initializer="zeros",
         seed: int | None = None,
+        start_from_data: bool = True,
         **kwargs,
     ):
         kwargs.pop("init_mu_range", None)  # positions are predicted, not initialised
         super().__init__(n_neurons, l1=l1, init_mu_range=0.0, init_sigma=init_sigma,
                          features_initializer=features_initializer, bias_initializer=bias_initializer,
-                         seed=seed, **kwargs)
+                         seed=seed, start_from_data=start_from_data, **kwargs)
         if int(cortical_dims) < 1:
             raise ValueError(f"CortexGaussianReadout: cortical_dims must be >= 1; got {cortical_dims}.")
         self.cortical_dims = int(cortical_dims)
@@ -127,13 +132,27 @@ class CortexGaussianReadout(GaussianReadout):
         standardised = (used - used.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
         self.cortical_coordinates.assign(standardised.astype("float32"))
 
-    def setup_from_neurons(self, neurons: dict) -> None:
-        """Sets the cortical coordinates from ``neurons[coordinates_key]``; raises ``ValueError`` if absent or bad."""
-        if self.coordinates_key not in neurons:
-            raise ValueError(f"CortexGaussianReadout needs each neuron's cortical position, "
-                             f"neurons[{self.coordinates_key!r}] (meta/neurons/{self.coordinates_key}.npy), which "
-                             f"this recording lacks (it has {sorted(neurons)}).")
-        self.set_cortical_coordinates(neurons[self.coordinates_key])
+    def setup_from_data(self, evidence) -> None:
+        """Sets the cortical coordinates from the neurons' metadata, then (``start_from_data``) the position map.
+
+        The coordinates are the first of :attr:`coordinates_keys` present in
+        ``evidence.neurons``. With ``start_from_data`` the MLP then starts as
+        the smooth map from cortex to the positions the data give
+        (:meth:`place_at`), so training refines a retinotopic map instead of
+        searching from the grid's centre.
+
+        Raises:
+            ValueError: metadata was given but holds no cortical position, or a bad one.
+        """
+        key = next((key for key in self.coordinates_keys if key in evidence.neurons), None)
+        if key is None:
+            if not evidence.neurons:
+                return  # no metadata given (adapt without neurons): set_cortical_coordinates is the caller's
+            raise ValueError(f"CortexGaussianReadout needs each neuron's cortical position, one of "
+                             f"neurons{list(self.coordinates_keys)} (meta/neurons/{self.coordinates_keys[0]}.npy, "
+                             f"or an NWB file's ROI masks), which this recording lacks (it has {sorted(evidence.neurons)}).")
+        self.set_cortical_coordinates(evidence.neurons[key])
+        super().setup_from_data(evidence)
 
     def mean_positions(self):
         x = self.cortical_coordinates
@@ -143,11 +162,43 @@ class CortexGaussianReadout(GaussianReadout):
             x = ops.tanh(x) if index == last else self._activation_fn(x)
         return x
 
-    def place_at(self, positions) -> None:
-        raise NotImplementedError(
-            "CortexGaussianReadout predicts its positions from cortical coordinates; they cannot be placed, "
-            "only trained (set_cortical_coordinates, then fit)."
-        )
+    def place_at(self, positions, ridge: float = 1e-3) -> None:
+        """Sets the MLP's output layer so the positions it predicts from cortex best match ``positions``.
+
+        The positions are predicted, not free: the hidden layers stay as they
+        are and the output layer is the ridge regression of the target
+        positions (through ``arctanh``, the output's inverse) on the last
+        hidden layer's activations. The result is the smooth retinotopic map
+        closest to the given positions, so noisy positions of single neurons
+        are averaged over their cortical neighbours. Set the cortical
+        coordinates first.
+
+        Args:
+            positions: ``(N, 2)`` (row, column) in grid cells, inside the grid.
+            ridge: Ridge penalty relative to the activations' mean square.
+        """
+        positions = self._check_positions(positions, inside_grid=True)
+        if np.ptp(keras.ops.convert_to_numpy(self.cortical_coordinates), axis=0).max() == 0:
+            raise ValueError("CortexGaussianReadout: set the cortical coordinates first (adapt(..., neurons=...) or "
+                             "set_cortical_coordinates): positions are predicted from them.")
+        height, width = self.grid_shape
+        scale = np.maximum(np.array([height, width]) - 1.0, 1.0)
+        target = np.arctanh(np.clip(2.0 * positions / scale - 1.0, -0.98, 0.98))
+        hidden = keras.ops.convert_to_numpy(self.cortical_coordinates).astype("float64")
+        for kernel, offset in self.position_weights[:-1]:
+            hidden = keras.ops.convert_to_numpy(
+                self._activation_fn(keras.ops.convert_to_tensor(
+                    hidden @ keras.ops.convert_to_numpy(kernel) + keras.ops.convert_to_numpy(offset), "float32")))
+            hidden = hidden.astype("float64")
+        mean = hidden.mean(axis=0)
+        centred = hidden - mean
+        gram = centred.T @ centred
+        penalty = ridge * np.trace(gram) / max(len(gram), 1) + 1e-12
+        kernel = np.linalg.solve(gram + penalty * np.eye(len(gram)), centred.T @ (target - target.mean(axis=0)))
+        offset = target.mean(axis=0) - mean @ kernel
+        last_kernel, last_offset = self.position_weights[-1]
+        last_kernel.assign(kernel.astype("float32"))
+        last_offset.assign(offset.astype("float32"))
 
     def get_config(self):
         config = super().get_config()

@@ -44,6 +44,10 @@ class FactorizedReadout(Readout):
         features_initializer: Initializer of the ``(C, N)`` features.
         bias_initializer: Initializer of the ``(N,)`` bias; the model builder sets
             it from the mean training responses.
+        start_from_data: Start each mask as a bump where the training data
+            place the neuron when the model is adapted
+            (:meth:`~keras_sysid.readouts.base.Readout.setup_from_data`).
+            Off by default: a full mask finds its cell from a random start.
 
     Input shape:
         ``(batch, height, width, channels)`` feature maps of a core.
@@ -70,11 +74,13 @@ class FactorizedReadout(Readout):
         mask_initializer="truncated_normal_small",
         features_initializer="truncated_normal_small",
         bias_initializer="zeros",
+        start_from_data: bool = False,
         **kwargs,
     ):
         super().__init__(n_neurons, bias_initializer=bias_initializer, **kwargs)
         if l1 < 0:
             raise ValueError(f"FactorizedReadout: l1 must be >= 0; got {l1}.")
+        self.start_from_data = bool(start_from_data)
         self.l1 = float(l1)
         self.positive_mask = bool(positive_mask)
         self.positive_features = bool(positive_features)
@@ -172,6 +178,11 @@ class FactorizedReadout(Readout):
         """Starts each neuron's mask at a grid position: :meth:`initialize_mask_at`."""
         self.initialize_mask_at(positions, sigma=sigma, total=total)
 
+    def setup_from_data(self, evidence) -> None:
+        """With ``start_from_data``, starts each mask at ``evidence.grid_positions()`` (:meth:`place_at`)."""
+        if self.start_from_data and evidence.locate is not None:
+            self.place_at(evidence.grid_positions())
+
     def flops_per_image(self) -> int:
         """Space contraction ``(C, H * W) @ (H * W, N)`` plus the ``(C, N)`` feature product."""
         height, width = self.grid_shape
@@ -228,6 +239,7 @@ class FactorizedReadout(Readout):
                 "mask_smoothness": self.mask_smoothness,
                 "mask_initializer": keras.initializers.serialize(self.mask_initializer),
                 "features_initializer": keras.initializers.serialize(self.features_initializer),
+                "start_from_data": self.start_from_data,
             }
         )
         return config

@@ -27,6 +27,9 @@ class FixedMaskReadout(LocatedFeatureReadout):
         l1: Strength of the L1 penalty on the features.
         features_initializer: Initializer of the ``(C, N)`` features.
         bias_initializer: Initializer of the ``(N,)`` bias.
+        start_from_data: Start each neuron where the training data place it when the model is adapted
+            (:meth:`~keras_sysid.readouts.base.Readout.setup_from_data`); ``False``:
+            every neuron at the grid's centre until :meth:`set_positions`.
 
     Input shape:
         ``(batch, height, width, channels)`` feature maps.
@@ -51,9 +54,11 @@ class FixedMaskReadout(LocatedFeatureReadout):
         l1: float = 0.001,
         features_initializer="truncated_normal_small",
         bias_initializer="zeros",
+        start_from_data: bool = True,
         **kwargs,
     ):
-        super().__init__(n_neurons, l1, features_initializer, bias_initializer, **kwargs)
+        super().__init__(n_neurons, l1, features_initializer, bias_initializer, start_from_data=start_from_data,
+                         **kwargs)
         if mask_sigma <= 0:
             raise ValueError(f"FixedMaskReadout needs mask_sigma > 0; got {mask_sigma}.")
         self.mask_sigma = float(mask_sigma)

@@ -31,6 +31,11 @@ class GaussianReadout(LocatedFeatureReadout):
     Positions and spreads stay float32 under a mixed-precision policy, so a
     read point is never rounded to bfloat16's coarse grid.
 
+    A read position moves only as far as its gradient reaches, so by default
+    (``start_from_data``) the model's ``adapt`` starts each neuron where its
+    training responses place it; a start uniform in the central
+    ``init_mu_range`` never finds cells far from the centre.
+
     Args:
         n_neurons: Number of neurons ``N``.
         l1: Strength of the L1 penalty on the features.
@@ -39,6 +44,9 @@ class GaussianReadout(LocatedFeatureReadout):
         features_initializer: Initializer of the ``(C, N)`` features.
         bias_initializer: Initializer of the ``(N,)`` bias.
         seed: Seed of the position sampling.
+        start_from_data: Start each neuron where the training data place it when the model is adapted
+            (:meth:`~keras_sysid.readouts.base.Readout.setup_from_data`); ``False``:
+            uniform in ``[-init_mu_range, init_mu_range]``.
 
     Input shape:
         ``(batch, height, width, channels)`` feature maps.
@@ -63,9 +71,11 @@ class GaussianReadout(LocatedFeatureReadout):
         features_initializer="truncated_normal_small",
         bias_initializer="zeros",
         seed: int | None = None,
+        start_from_data: bool = True,
         **kwargs,
     ):
-        super().__init__(n_neurons, l1, features_initializer, bias_initializer, **kwargs)
+        super().__init__(n_neurons, l1, features_initializer, bias_initializer, start_from_data=start_from_data,
+                         **kwargs)
         if not 0 <= init_mu_range <= 1 or init_sigma <= 0:
             raise ValueError(
                 f"GaussianReadout needs 0 <= init_mu_range <= 1 and init_sigma > 0; got {init_mu_range}, {init_sigma}."

@@ -6,7 +6,7 @@ import inspect
 
 import keras
 
-from keras_sysid import cores, multisession, positions, readouts, transfer, zoo
+from keras_sysid import cores, multisession, readouts, transfer, zoo
 from keras_sysid.data.recording import Recording, RecordingError
 from keras_sysid.models import SystemIdentificationModel, build_model
 
@@ -24,10 +24,10 @@ def build_for_recording(spec: dict, recording: Recording, seed: int = 0, name: s
 
     The model's normalisation (image, behaviour and pupil statistics, each
     neuron's response scale and starting rate) is learned from the train
-    tier by ``model.adapt``; the readout sets itself up from the neurons'
-    metadata (:meth:`~keras_sysid.readouts.Readout.setup_from_neurons`, e.g.
-    cortical coordinates); ``"placement": "envelope"`` starts each neuron at
-    its spike-triggered envelope.
+    tier by ``model.adapt``, which ends with the readout setting itself up
+    from the data (:meth:`~keras_sysid.readouts.Readout.setup_from_data`: the
+    neurons' metadata, e.g. cortical coordinates, and, for a readout with
+    positions, where the responses place each neuron).
 
     Args:
         spec: A model spec (:attr:`~keras_sysid.recipes.Recipe.model`).
@@ -66,14 +66,11 @@ def build_for_recording(spec: dict, recording: Recording, seed: int = 0, name: s
             pupil_stats=placeholder.get("pupil_center"),
         )
     # The images too: a pretrained core then sees the new recording's images standardised, as it saw its own.
-    model.adapt(inputs, responses)
+    # The readout sets itself up from the data there too (its neurons' metadata, positions from the responses).
     try:
-        model.readout.setup_from_neurons(recording.neurons)
+        model.adapt(inputs, responses, neurons=recording.neurons)
     except ValueError as error:
         raise RecordingError(f"{recording.name}: {error}") from None
-    if spec.get("placement") == "envelope":
-        images = inputs["images"] if isinstance(inputs, dict) else inputs
-        model.place_neurons(positions.envelope_positions(images, responses))
     return model
 
 

@@ -22,7 +22,7 @@ from keras_sysid.data.recording import Recording, RecordingError
 from keras_sysid.recipes.build import build_for_recording, build_for_recordings, load_pretrained, session_names
 from keras_sysid.recipes.presets import FitSettings, Recipe
 from keras_sysid.resume import TrainingBackup
-from keras_sysid.training import fit_sessions, fit_with_schedule, model_digest
+from keras_sysid.training import fit_sessions, fit_with_schedule, model_digest, stop_reason, stopping_line
 
 CORTEX_KEY = "cell_motor_coordinates"  # neuron metadata drawn against the learned positions (retinotopy)
 
@@ -42,13 +42,15 @@ def fit_model(spec: dict, recording: Recording, settings: FitSettings, name: str
 
     Returns:
         ``(model, info)``: ``info`` has ``epochs``, ``seconds`` (this call),
-        ``best_val_correlation`` and ``stopped_early``.
+        ``best_val_correlation``, ``best_epoch``, ``stopped_early`` and
+        ``stop_reason`` (:func:`~keras_sysid.training.stop_reason`).
     """
     start = time.perf_counter()
     model = build_for_recording(spec, recording, seed=settings.seed, name=name)
     history = fit_with_schedule(
         model,
-        recording.epoch_stream("train", settings.batch_size, seed=settings.seed, inputs=model.input_names),
+        recording.epoch_stream("train", settings.batch_size, seed=settings.seed, inputs=model.input_names,
+                               passes_per_epoch=settings.passes_per_epoch(len(recording.indices("train")))),
         recording.dataset("validation", 256, inputs=model.input_names),
         max_epochs=settings.max_epochs, learning_rate=spec.get("learning_rate", settings.learning_rate),
         patience=settings.patience, n_decays=settings.n_decays, verbose=verbose, callbacks=callbacks,
@@ -90,9 +92,11 @@ def fit_jointly(spec: dict, recordings: dict, settings: FitSettings, backup_dir=
 
 def _info(history, settings: FitSettings, start: float) -> dict:
     epochs = len(history.epoch)
+    val_correlation = np.asarray(history.history["val_correlation"], dtype="float64")
     return {"epochs": epochs, "seconds": round(time.perf_counter() - start, 1),
-            "best_val_correlation": float(np.max(history.history["val_correlation"])),
-            "stopped_early": epochs < settings.max_epochs}
+            "best_val_correlation": float(np.nanmax(val_correlation)),
+            "best_epoch": int(np.nanargmax(val_correlation)) + 1,
+            "stopped_early": epochs < settings.max_epochs, "stop_reason": stop_reason(history, settings.max_epochs)}
 
 
 def run_key(recordings: list, recipe: Recipe) -> dict:
@@ -176,6 +180,7 @@ def fit_recording(recordings, recipe: Recipe, out=None, verbose: int = 2, callba
                                           jit_compile=jit_compile)
         # The backup sums the training time of every run of this fit (resumed ones too).
         info["seconds"] = TrainingBackup(run.backup_dir).training_seconds() or info["seconds"]
+        log(stopping_line(info))
         model = devices.float32_copy(model)  # trained in mixed precision: scored and saved in float32
         results = _score_and_write(run, model, recordings, names, recipe, info, log)
     return results
@@ -213,7 +218,7 @@ def _score_and_write(run: runs.Run, model, recordings: list, names, recipe: Reci
                "settings": dataclasses.asdict(recipe.settings), "keras_sysid": keras_sysid.__version__}
     arrays, figures = {}, []
     for session, (session_model, recording) in sessions.items():
-        scores = evaluation.evaluate_model(session_model, recording, "test")
+        scores = evaluation.evaluate_model(session_model, recording, "test", info_gain=True)
         try:
             rf_positions = session_model.rf_positions()
         except ValueError:  # a readout without positions (fully connected)

@@ -45,19 +45,18 @@ SYNTHETIC_CORES = {
 }
 DEFAULT_SYNTHETIC_CORE = {"dog": "linear", "cnn": "paper"}
 
-# Readout settings of the synthetic runs. "placement": "envelope" puts each
-# neuron at the peak of its spike-triggered envelope before fitting (a fixed
-# mask has no other way to find its neuron). A registered readout that is not
-# listed runs with its class defaults.
+# Readout settings of the synthetic runs. A readout with positions starts each
+# neuron where the data place it (its start_from_data, the default). A
+# registered readout that is not listed runs with its class defaults.
 SYNTHETIC_READOUTS = {
     "factorized": {"readout": {"type": "factorized", "l1": 0.05}},
-    "fixed_mask": {"readout": {"type": "fixed_mask", "mask_sigma": 1.0, "l1": 0.001}, "placement": "envelope"},
+    "fixed_mask": {"readout": {"type": "fixed_mask", "mask_sigma": 1.0, "l1": 0.001}},
     "fully_connected": {"readout": {"type": "fully_connected", "l2": 0.01, "smoothness": 0.1}},
 }
 
 
 def synthetic_readout(name: str) -> dict:
-    """``{"readout": spec, "placement": ...}`` for a synthetic run's readout ``name``."""
+    """``{"readout": spec}`` for a synthetic run's readout ``name``."""
     return SYNTHETIC_READOUTS.get(name, {"readout": {"type": name}})
 
 
@@ -106,14 +105,29 @@ def zoo_synthetic_config(ground_truth: str) -> SyntheticRunConfig:
 
 @dataclasses.dataclass
 class FitSettings:
-    """Optimisation settings of a recording's fit (a spec's own ``learning_rate`` takes precedence)."""
+    """Optimisation settings of a recording's fit (a spec's own ``learning_rate`` takes precedence).
 
-    max_epochs: int = 40
+    Early stopping on the validation correlation ends a fit: after
+    ``patience`` epochs without improvement the best weights come back and
+    the learning rate is divided by 3, ``n_decays`` times; the next plateau
+    stops. ``max_epochs`` is only a safety (a fit that reaches it says so).
+    An epoch passes over the train tier as often as it takes to see at least
+    ``min_images_per_epoch`` images, so patience means as much training on a
+    few hundred images as on thousands, and the validation tier is not
+    checked after a handful of steps.
+    """
+
+    max_epochs: int = 200
     learning_rate: float = 0.003
     patience: int = 4
     n_decays: int = 2
     batch_size: int = 64
     seed: int = 0
+    min_images_per_epoch: int = 2048
+
+    def passes_per_epoch(self, n_train: int) -> int:
+        """Passes over ``n_train`` training trials per epoch: enough for ``min_images_per_epoch``."""
+        return max(1, -(-int(self.min_images_per_epoch) // max(int(n_train), 1)))
 
 
 MOUSE_CORE = paper_core(48)
@@ -128,14 +142,15 @@ RECORDING_CORES = {"paper": MOUSE_CORE, "lurz": LURZ_CORE, "identity": {"type": 
 
 # Readout settings on mouse V1, each chosen on the validation tier of the
 # mouse V1 comparisons (Klindt et al. 2017, Table 1; the reasons are in
-# keras_sysid/experiments/presets.py): the readout, how neurons are placed
-# before fitting, and a learning rate where it differs from FitSettings'.
+# keras_sysid/experiments/presets.py): the readout (readouts with positions
+# start where the data place each neuron, their start_from_data) and a
+# learning rate where it differs from FitSettings'.
 # A registered readout that is not listed runs with its class defaults.
 RECORDING_READOUTS = {
     "fully_connected": {"readout": {"type": "fully_connected", "pool_size": 2, "l2": 0.001, "dropout": 0.2}},
-    "fixed_mask": {"readout": {"type": "fixed_mask", "mask_sigma": 1.5, "l1": 0.001}, "placement": "envelope"},
-    "factorized": {"readout": {"type": "factorized", "l1": 0.02, "positive_features": False},
-                   "placement": "envelope", "learning_rate": 0.001},
+    "fixed_mask": {"readout": {"type": "fixed_mask", "mask_sigma": 1.5, "l1": 0.001}},
+    "factorized": {"readout": {"type": "factorized", "l1": 0.02, "positive_features": False, "start_from_data": True},
+                   "learning_rate": 0.001},
     "gaussian": {"readout": {"type": "gaussian", "l1": 0.001, "init_mu_range": 0.5, "init_sigma": 0.2}},
     "cortex_gaussian": {"readout": CORTEX_GAUSSIAN},
 }
@@ -187,9 +202,7 @@ class Recipe:
     Attributes:
         model: The model spec: ``core`` and ``readout`` (``{"type": ...,
             **settings}``), optionally ``behavior_channels``, ``shifter``,
-            ``modulator`` (the animal's state), ``placement`` (``"envelope"``:
-            start each neuron at its spike-triggered envelope) and
-            ``learning_rate``; or, instead of ``core``, ``pretrained`` (a
+            ``modulator`` (the animal's state) and ``learning_rate``; or, instead of ``core``, ``pretrained`` (a
             zoo model whose core carries the new neurons) and ``freeze_core``
             (:func:`pretrained_spec`).
         settings: Epochs, patience, batch size, seed.

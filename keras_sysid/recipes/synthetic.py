@@ -16,9 +16,10 @@ import time
 import keras
 import numpy as np
 
-from keras_sysid import devices, distribute, evaluation, metrics, positions, runs
+from keras_sysid import devices, distribute, evaluation, metrics, runs
 from keras_sysid.data.synthetic import Split
 from keras_sysid.models import build_model
+from keras_sysid.readouts import NeuronEvidence
 from keras_sysid.readouts import registry as readout_registry
 from keras_sysid.recipes.presets import (
     DEFAULT_SYNTHETIC_CORE,
@@ -26,7 +27,7 @@ from keras_sysid.recipes.presets import (
     SyntheticRunConfig,
     synthetic_readout,
 )
-from keras_sysid.training import fit_with_schedule
+from keras_sysid.training import fit_with_schedule, stop_reason, stopping_line
 
 
 def synthetic_key(config: SyntheticRunConfig, **more) -> dict:
@@ -43,8 +44,9 @@ def model_for_recording(recording, core: dict, readout: str, name: str = "sysid_
 
     ``readout`` may be any registered readout; one listed in
     :data:`~keras_sysid.recipes.presets.SYNTHETIC_READOUTS` gets those
-    settings, and its neurons are placed at their spike-triggered envelope if
-    they say so. The readout bias starts at the mean training responses; the
+    settings, and sets itself up from the train tier
+    (:meth:`~keras_sysid.readouts.Readout.setup_from_data`:
+    a readout with positions starts each neuron where the data place it). The readout bias starts at the mean training responses; the
     images (white noise, already standardised) are taken as they are.
 
     Args:
@@ -59,8 +61,8 @@ def model_for_recording(recording, core: dict, readout: str, name: str = "sysid_
     images, responses = recording.tier("train")
     model = build_model(n_neurons=recording.n_neurons, image_shape=recording.image_shape, core=core,
                         readout=preset["readout"], mean_responses=responses.mean(axis=0), name=name)
-    if preset.get("placement") == "envelope":
-        model.place_neurons(positions.envelope_positions(images, responses))
+    # No neuron metadata: a synthetic recording's is the truth the fit is scored against.
+    model.readout.setup_from_data(NeuronEvidence.of(model, images, responses))
     return model
 
 
@@ -141,9 +143,11 @@ def run_synthetic(
         "epochs": len(history.epoch),
         "final_loss": float(history.history["loss"][-1]),
         "best_val_loss": float(np.min(history.history["val_loss"])),
+        "best_epoch": int(np.nanargmin(history.history["val_loss"])) + 1,
         "seconds": round(time.perf_counter() - start, 1),
         "max_epochs": config.epochs,
         "stopped_early": len(history.epoch) < config.epochs,
+        "stop_reason": stop_reason(history, config.epochs),
         "config": dataclasses.asdict(config),
     }
     return model, results
@@ -196,5 +200,6 @@ def fit_synthetic(config: SyntheticRunConfig, out=None, verbose: int = 1, callba
             model, results = run_synthetic(config, verbose=verbose, callbacks=callbacks, backup_dir=run.backup_dir,
                                            strategy=strategy, jit_compile=jit_compile, key=key)
         results.update(how)
+        log(stopping_line(results))
         run.save_model(model)
         return run.write_results(results)
