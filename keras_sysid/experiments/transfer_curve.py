@@ -17,7 +17,7 @@ import numpy as np
 from keras_sysid import zoo
 from keras_sysid.data.synthetic import new_neurons
 from keras_sysid.evaluation import scores_against_truth
-from keras_sysid.experiments.presets import SyntheticRunConfig
+from keras_sysid.experiments.presets import FitSettings, SyntheticRunConfig
 from keras_sysid.models import SystemIdentificationModel
 from keras_sysid.positions import envelope_positions
 from keras_sysid.atomic_files import write_json
@@ -177,7 +177,8 @@ def _fit_point(
             # Every point's epochs hold about min_images_per_epoch images, so
             # early stopping allows small training sets as many updates.
             population.epoch_stream(
-                "train", 64, seed=seed, passes_per_epoch=max(1, -(-min_images_per_epoch // int(n_train)))
+                "train", 64, seed=seed,
+                passes_per_epoch=FitSettings(min_images_per_epoch=min_images_per_epoch).passes_per_epoch(n_train)
             ),
             population.dataset("validation", 256),
             max_epochs=max_epochs,
